@@ -1,0 +1,1 @@
+"""Generators that scldbench compares SCLD against: controls, statistical simulators, GANs and VAEs."""

@@ -1,0 +1,8 @@
+"""scldbench: a benchmark harness for generators of single-cell RNA-seq data."""
+
+from scldbench.errors import ScldbenchError
+from scldbench.generator import Generator
+
+__version__ = "0.1.0"
+
+__all__ = ["Generator", "ScldbenchError", "__version__"]

@@ -1,0 +1,44 @@
+"""Checks that a matrix holds raw counts, and small helpers for dense/sparse count matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from scldbench.errors import ScldbenchError
+
+ArrayLike = np.ndarray | sp.spmatrix | sp.sparray
+
+
+def stored_values(x: ArrayLike) -> np.ndarray:
+    """The explicitly stored values of a dense or sparse matrix (a view where possible)."""
+    if sp.issparse(x):
+        return np.asarray(x.data)
+    return np.asarray(x).ravel()
+
+
+def to_dense(x: ArrayLike, dtype: type = np.float32) -> np.ndarray:
+    if sp.issparse(x):
+        return x.toarray().astype(dtype, copy=False)
+    return np.asarray(x, dtype=dtype)
+
+
+def check_counts(x: ArrayLike, what: str = "the data", sample: int = 2_000_000) -> None:
+    """Raise a one-line ScldbenchError unless `x` looks like raw counts (finite, non-negative, integers)."""
+    values = stored_values(x)
+    if values.size > sample:
+        values = values[np.random.default_rng(0).choice(values.size, sample, replace=False)]
+    if not np.all(np.isfinite(values)):
+        raise ScldbenchError(f"{what} contains NaN or infinite values; remove or impute them and pass raw counts")
+    if values.size and values.min() < 0:
+        raise ScldbenchError(
+            f"{what} has negative values (min {values.min():.3g}), so it looks scaled or centred; "
+            "pass raw counts (e.g. adata.raw or the layer holding counts)"
+        )
+    nonzero = values[values != 0]
+    if nonzero.size and not np.allclose(nonzero, np.round(nonzero), atol=1e-6):
+        hint = "log-normalised" if nonzero.max() < 30 else "normalised"
+        raise ScldbenchError(
+            f"{what} holds non-integer values (max {nonzero.max():.3g}), so it looks {hint}; "
+            "pass raw counts (e.g. adata.raw, adata.layers['counts'])"
+        )

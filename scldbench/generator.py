@@ -1,0 +1,294 @@
+"""The Generator contract: public `fit`/`sample`/`save`/`load` here, the model in a subclass's `_fit`/`_sample`.
+
+A plugin author subclasses `Generator`, writes `_fit` and `_sample`, and registers the class under the
+entry-point group `scldbench.generators`. Validation, seeding, timing and output checks happen here once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from scldbench.data.counts import check_counts
+from scldbench.device import resolve_device
+from scldbench.errors import ScldbenchError, suggest
+from scldbench.resources import Usage, track_usage
+from scldbench.seeding import seed_everything
+
+LabelRequest = str | int | Sequence[Any] | Mapping[Any, int] | None
+SampleOutput = np.ndarray | sp.spmatrix | tuple[Any, np.ndarray]
+
+_STATE_FILE = "state.pt"
+_META_FILE = "generator.json"
+
+
+class Generator(ABC):
+    """Base class of every generator of single-cell count data."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: can generate cells of a requested label
+    conditional: ClassVar[bool] = False
+    #: `sample(..., guidance=w)` changes what comes out
+    supports_guidance: ClassVar[bool] = False
+    #: runs but is impractically slow without a GPU
+    needs_gpu: ClassVar[bool] = False
+    #: a control that is fitted on held-out real cells that no other generator sees
+    uses_holdout: ClassVar[bool] = False
+    #: importable modules this generator needs beyond scldbench's own dependencies
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: pip extra that installs `requires`
+    extra: ClassVar[str | None] = None
+
+    def __init__(self, *, seed: int = 0, device: str = "auto") -> None:
+        self.seed = int(seed)
+        self.device_name = device
+        self.var_names: pd.Index | None = None
+        self.labels_key: str | None = None
+        self.label_categories: list[Any] = []
+        self.label_proportions: np.ndarray = np.zeros(0)
+        self.fit_usage: Usage | None = None
+        self.sample_usage: Usage | None = None
+        self._n_samples_drawn = 0
+
+    # ----------------------------------------------------------------- capabilities and parameters
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        return [m for m in cls.requires if importlib.util.find_spec(m) is None]
+
+    @classmethod
+    def install_hint(cls) -> str:
+        return f"pip install 'scldbench[{cls.extra}]'" if cls.extra else f"pip install {' '.join(cls.requires)}"
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """Constructor parameters and their defaults (what a suite file may set)."""
+        params: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if "__init__" not in vars(klass):
+                continue
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                    params[p.name] = None if p.default is inspect.Parameter.empty else p.default
+        return params
+
+    @classmethod
+    def create(cls, **params: Any) -> Generator:
+        """Construct with a clear error for parameters the class does not have."""
+        missing = cls.missing_requirements()
+        if missing:
+            raise ScldbenchError(
+                f"generator {cls.name!r} needs {', '.join(missing)} which is not installed; run {cls.install_hint()}"
+            )
+        known = cls.parameters()
+        for key in params:
+            if key not in known:
+                raise ScldbenchError(
+                    f"generator {cls.name!r} has no parameter {key!r}{suggest(key, known)}; "
+                    f"known parameters: {', '.join(sorted(known))}"
+                )
+        return cls(**params)
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k, v) for k, v in self.parameters().items() if k != "device"} | {
+            "device": self.device_name
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.device_name)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.var_names is not None
+
+    @property
+    def n_genes(self) -> int:
+        return 0 if self.var_names is None else len(self.var_names)
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, adata: ad.AnnData, labels_key: str | None = None) -> Generator:
+        """Learn from raw counts in `adata.X`; `obs[labels_key]` holds the labels conditional sampling can ask for."""
+        if not isinstance(adata, ad.AnnData):
+            raise ScldbenchError(f"fit expects an AnnData, got {type(adata).__name__}; wrap arrays in anndata.AnnData")
+        if adata.n_obs < 2 or adata.n_vars < 1:
+            raise ScldbenchError(f"fit needs at least 2 cells and 1 gene, got {adata.n_obs} x {adata.n_vars}")
+        check_counts(adata.X, "adata.X")
+        labels = None
+        if labels_key is not None:
+            if labels_key not in adata.obs:
+                raise ScldbenchError(
+                    f"label column {labels_key!r} is not in adata.obs{suggest(labels_key, adata.obs.columns)}; "
+                    f"available: {', '.join(map(str, adata.obs.columns)) or 'none'}"
+                )
+            series = adata.obs[labels_key]
+            if series.isna().any():
+                raise ScldbenchError(f"label column {labels_key!r} has missing values; fill or drop those cells")
+            labels = series.astype(str).to_numpy()
+            cats, counts = np.unique(labels, return_counts=True)
+            self.label_categories = cats.tolist()
+            self.label_proportions = counts / counts.sum()
+        else:
+            self.label_categories, self.label_proportions = [], np.zeros(0)
+        self.labels_key = labels_key
+        self.var_names = adata.var_names.copy()
+        self._rng = seed_everything(self.seed)
+        self._n_samples_drawn = 0
+        with track_usage() as usage:
+            self._fit(adata, labels)
+        self.fit_usage = usage
+        return self
+
+    # ----------------------------------------------------------------- sample
+    def sample(
+        self,
+        n_cells: int,
+        labels: LabelRequest = None,
+        guidance: float | None = None,
+        seed: int | None = None,
+    ) -> ad.AnnData:
+        """Generate `n_cells` cells: `labels` is one label, a label per cell, or a mapping label -> count."""
+        if not self.is_fitted:
+            raise ScldbenchError(f"generator {self.name!r} is not fitted; call fit() or load() first")
+        if int(n_cells) != n_cells or n_cells < 1:
+            raise ScldbenchError(f"n_cells must be a positive integer, got {n_cells!r}")
+        n_cells = int(n_cells)
+        per_cell = self._resolve_labels(n_cells, labels)
+        if guidance is not None and not self.supports_guidance:
+            raise ScldbenchError(f"generator {self.name!r} does not support guidance; leave guidance unset")
+        if seed is None:
+            seed = self.seed + 1 + self._n_samples_drawn
+        self._n_samples_drawn += 1
+        self._rng = seed_everything(seed)
+        with track_usage() as usage:
+            out = self._sample(n_cells, per_cell, guidance)
+        self.sample_usage = usage
+        return self._wrap_output(out, n_cells, per_cell)
+
+    def _resolve_labels(self, n_cells: int, labels: LabelRequest) -> np.ndarray | None:
+        if labels is None:
+            return None
+        if not self.conditional:
+            raise ScldbenchError(f"generator {self.name!r} is not conditional; sample without labels")
+        if not self.label_categories:
+            raise ScldbenchError(f"generator {self.name!r} was fitted without labels; pass labels_key to fit()")
+        if isinstance(labels, Mapping):
+            total = sum(int(v) for v in labels.values())
+            if total != n_cells:
+                raise ScldbenchError(f"label counts add up to {total}, but n_cells is {n_cells}; make them agree")
+            per_cell = np.concatenate([np.repeat(str(k), int(v)) for k, v in labels.items()])
+        elif isinstance(labels, str | int | np.integer):
+            per_cell = np.repeat(str(labels), n_cells)
+        else:
+            per_cell = np.asarray([str(v) for v in labels])
+            if per_cell.size != n_cells:
+                raise ScldbenchError(f"got {per_cell.size} labels for {n_cells} cells; give one label per cell")
+        unknown = sorted(set(per_cell) - set(self.label_categories))
+        if unknown:
+            raise ScldbenchError(
+                f"unknown label {unknown[0]!r}{suggest(unknown[0], self.label_categories)}; "
+                f"known labels: {', '.join(self.label_categories)}"
+            )
+        return per_cell
+
+    def proportional_labels(self, n_cells: int) -> np.ndarray:
+        """Labels for unconditional sampling: a random draw from the training label proportions."""
+        if not self.label_categories:
+            raise ScldbenchError(f"generator {self.name!r} was fitted without labels")
+        idx = self._rng.choice(len(self.label_categories), size=n_cells, p=self.label_proportions)
+        return np.asarray(self.label_categories, dtype=object)[idx].astype(str)
+
+    def _wrap_output(self, out: SampleOutput, n_cells: int, per_cell: np.ndarray | None) -> ad.AnnData:
+        assigned = None
+        if isinstance(out, tuple):
+            out, assigned = out
+        if isinstance(out, ad.AnnData):
+            out = out.X
+        if isinstance(out, torch.Tensor):
+            out = out.detach().cpu().numpy()
+        x = out.tocsr() if sp.issparse(out) else np.asarray(out)
+        if x.shape != (n_cells, self.n_genes):
+            raise ScldbenchError(
+                f"generator {self.name!r} returned shape {x.shape}, expected {(n_cells, self.n_genes)}"
+            )
+        values = x.data if sp.issparse(x) else x
+        if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
+            raise ScldbenchError(f"generator {self.name!r} returned negative or non-finite values")
+        obs = pd.DataFrame(index=[f"gen{i}" for i in range(n_cells)])
+        labels = per_cell if per_cell is not None else assigned
+        if labels is not None and self.labels_key is not None:
+            obs[self.labels_key] = pd.Categorical(np.asarray(labels).astype(str), categories=self.label_categories)
+        result = ad.AnnData(X=x.astype(np.float32), obs=obs, var=pd.DataFrame(index=self.var_names.copy()))
+        result.uns["generator"] = self.name
+        return result
+
+    # ----------------------------------------------------------------- the model
+    @abstractmethod
+    def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
+        """Learn from `adata.X` (raw counts); `labels` are the per-cell labels as strings, or None."""
+
+    @abstractmethod
+    def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None) -> SampleOutput:
+        """Return an (n_cells x n_genes) non-negative matrix, optionally with the labels it assigned."""
+
+    # ----------------------------------------------------------------- persistence
+    def _state(self) -> dict[str, Any]:
+        """What `save` stores beyond the parameters; by default every attribute (torch modules included)."""
+        return {k: v for k, v in vars(self).items() if k not in ("_rng",)}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+
+    def save(self, path: str | Path) -> Path:
+        if not self.is_fitted:
+            raise ScldbenchError(f"generator {self.name!r} is not fitted; nothing to save")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "name": self.name,
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "params": {k: v for k, v in self.get_params().items() if _jsonable(v)},
+        }
+        torch.save(self._state(), path / _STATE_FILE)
+        (path / _META_FILE).write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> Generator:
+        path = Path(path)
+        if not (path / _META_FILE).is_file():
+            raise ScldbenchError(f"{path} holds no saved generator ({_META_FILE} missing); pass a folder made by save()")
+        meta = json.loads((path / _META_FILE).read_text())
+        module, _, qualname = meta["class"].partition(":")
+        klass = getattr(importlib.import_module(module), qualname)
+        if not issubclass(klass, cls):
+            raise ScldbenchError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+        params = dict(meta["params"])
+        if device is not None:
+            params["device"] = device
+        obj = klass.create(**params)
+        state = torch.load(path / _STATE_FILE, map_location=obj.device, weights_only=False)
+        state.pop("device_name", None)
+        obj._set_state(state)
+        obj._rng = np.random.default_rng(obj.seed)
+        return obj
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True

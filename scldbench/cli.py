@@ -1,0 +1,194 @@
+"""The `scldbench` command line: run suites, list what exists, show runs."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scldbench.errors import ScldbenchError
+from scldbench.report.table import results_table
+
+app = typer.Typer(
+    help="Benchmark generators of single-cell RNA-seq data (SCLD and baselines) under a pinned protocol.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_width = None if sys.stdout.isatty() else 160
+console = Console(width=_width)
+err_console = Console(stderr=True, width=_width)
+
+
+def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ScldbenchError into one line on stderr and exit code 2, with no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ScldbenchError as exc:
+            err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/bold red]: finished jobs are kept in the run folder")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+class ProgressReporter:
+    """A rich progress bar over jobs with the current job's stage."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def start(self, jobs: Sequence[Any], note: str | None) -> None:
+        if note:
+            self.progress.console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        self.task = self.progress.add_task("starting", total=len(jobs))
+
+    def stage(self, job: Any, stage: str) -> None:
+        self.progress.update(self.task, description=f"{job.label} seed {job.seed}: {stage}")
+
+    def done(self, job: Any, record: dict[str, Any]) -> None:
+        if record["status"] != "ok":
+            self.progress.console.print(
+                f"[red]failed[/red] {job.label} seed {job.seed}: {record.get('error')}", highlight=False
+            )
+        self.progress.advance(self.task)
+
+
+@app.command()
+@friendly
+def run(
+    suite: str = typer.Argument(..., help="A built-in suite name (see `scldbench list suites`) or a .toml path."),
+    data: str = typer.Option(None, "--data", help="Run on this dataset (name or .h5ad / 10x .h5 / matrix folder)."),
+    labels: str = typer.Option(None, "--labels", help="obs column with cell labels (otherwise clusters are computed)."),
+    generators: str = typer.Option(None, "--generators", help="Comma-separated generator names to run."),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="Number of seeds (0..N-1), overriding the suite."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default runs/<suite>); finished jobs there are reused."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Prepare the data again instead of using the cache."),
+) -> None:
+    """Run a suite: fit every generator, sample, score, and print the table."""
+    from scldbench.runner import RunRequest, run_suite
+    from scldbench.suite import load_suite
+
+    spec = load_suite(suite)
+    chosen = [g.strip() for g in generators.split(",") if g.strip()] if generators else None
+    request = RunRequest(
+        suite=spec, out=out or Path("runs") / spec.name, data=data, labels=labels, generators=chosen,
+        seeds=seeds, device=device, use_cache=not no_cache,
+    )
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        result = run_suite(request, ProgressReporter(progress))
+    console.print(_results(result.records, result.info))
+    console.print(f"records: {result.store.root}")
+    if any(r["status"] != "ok" for r in result.records):
+        raise typer.Exit(code=1)
+
+
+def _results(records: list[dict[str, Any]], info: dict[str, Any]) -> Table:
+    data = info.get("data_info", {})
+    title = (
+        f"{info.get('suite')} on {info.get('dataset')} ({data.get('n_train')} train / {data.get('n_test')} test cells, "
+        f"{data.get('n_genes')} genes, {data.get('n_clusters')} clusters), protocol {info.get('protocol')}"
+    )
+    caption = f"note: {info['note']}" if info.get("note") else None
+    return results_table(records, title, caption)
+
+
+list_app = typer.Typer(help="List generators, datasets or suites.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+
+
+@list_app.command("generators")
+@friendly
+def list_generators_cmd() -> None:
+    """Registered generators, what they can do, and how to install missing dependencies."""
+    from scldbench.registry import list_generators
+
+    table = Table(title="generators (entry-point group scldbench.generators)")
+    for col in ("name", "conditional", "guidance", "GPU", "status", "description"):
+        table.add_column(col)
+    for info in list_generators():
+        cls = info.cls
+        yes = lambda flag: "yes" if flag else "-"  # noqa: E731
+        status = "[green]available[/green]" if info.available else f"[red]unavailable[/red]: {info.hint}"
+        table.add_row(
+            info.name, yes(cls and cls.conditional), yes(cls and cls.supports_guidance),
+            "needed" if cls and cls.needs_gpu else "optional", status, cls.description if cls else info.source,
+        )
+    console.print(table)
+
+
+@list_app.command("datasets")
+@friendly
+def list_datasets_cmd() -> None:
+    """Named datasets and where they come from."""
+    from scldbench.data.cache import cache_dir
+    from scldbench.data.datasets import DATASETS
+
+    table = Table(title=f"datasets (cache: {cache_dir()})")
+    for col in ("name", "source", "labels", "description"):
+        table.add_column(col)
+    for spec in DATASETS.values():
+        if spec.offline:
+            source = "embedded"
+        else:
+            cached = (cache_dir("datasets", spec.name) / spec.remote.filename).is_file()
+            source = "downloaded" if cached else "download on first use"
+        labels = spec.labels_key or (f"{spec.n_clusters} computed clusters" if spec.n_clusters else "computed")
+        table.add_row(spec.name, source, labels, spec.description)
+    console.print(table)
+    console.print("Any .h5ad, 10x .h5 or 10x matrix folder can be given by path instead of a name.")
+
+
+@list_app.command("suites")
+@friendly
+def list_suites_cmd() -> None:
+    """Built-in suites."""
+    from scldbench.suite import builtin_suites, load_suite
+
+    table = Table(title="suites")
+    for col in ("name", "dataset", "protocol", "seeds", "generators", "description"):
+        table.add_column(col)
+    for name in sorted(builtin_suites()):
+        s = load_suite(name)
+        gens = "all registered" if s.generators is None else ", ".join(e.label for e in s.generators)
+        dataset = s.dataset + (f" (or {s.fallback_dataset})" if s.fallback_dataset else "")
+        table.add_row(name, dataset, s.protocol, str(len(s.seeds)), gens, s.description)
+    console.print(table)
+
+
+@app.command()
+@friendly
+def show(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `scldbench run`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as one JSON list."),
+) -> None:
+    """Show a finished (or partial) run."""
+    from scldbench.store import RunStore
+
+    store = RunStore(run_dir)
+    info = store.read_run()
+    records = store.records()
+    if as_json:
+        typer.echo(json.dumps([{k: v for k, v in r.items() if k != "traceback"} for r in records], indent=2))
+        return
+    console.print(_results(records, info))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Reports made from the store: terminal tables, Markdown, HTML and the leaderboard."""

@@ -1,0 +1,94 @@
+"""SCLD's settings in one frozen dataclass: the defaults the generator's signature exposes, and their checks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scldbench.errors import ScldbenchError
+
+AE_LOSSES = ("mse", "poisson", "nb")
+COUNT_SAMPLING = ("poisson", "nb", "mean")
+LIBRARY_MODES = ("empirical", "latent")
+FUSIONS = ("cat", "add", "attention")
+SAMPLERS = ("ddpm", "ddim")
+SCHEDULES = ("linear", "cosine")
+
+
+@dataclass(frozen=True)
+class SCLDConfig:
+    # autoencoder (trained first; its latent is what diffuses)
+    latent_dim: int = 64
+    ae_hidden: int = 512
+    ae_activation: str = "relu"
+    ae_latent_activation: str = "tanh"
+    ae_loss: str = "poisson"
+    ae_epochs: int = 100
+    ae_lr: float = 1e-3
+    ae_batch_size: int = 128
+    ae_weight_decay: float = 0.0
+    # how a decoded profile becomes counts, and where each cell's library size comes from
+    count_sampling: str = "poisson"
+    library: str = "empirical"
+    # pre-guidance: cluster / global mean expression -> MLP -> embedding fused with the noisy latent
+    cond_dim: int = 128
+    fusion: str = "cat"
+    cond_drop: float = 0.2
+    # diffusion
+    timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    schedule: str = "linear"
+    denoiser_channels: list[int] = field(default_factory=lambda: [512, 256])
+    time_dim: int = 128
+    dropout: float = 0.1
+    batch_size: int = 128
+    steps: int = 20_000
+    lr: float = 1e-3
+    ema_decay: float = 0.0
+    # sampling
+    sampler: str = "ddpm"
+    ddim_steps: int = 50
+    guidance: float = 0.0
+    sample_batch_size: int = 1024
+    # post-guidance scorer
+    scorer: bool = True
+    keep_fraction: float = 0.8
+    scorer_hidden: int = 256
+    scorer_epochs: int = 30
+    scorer_lr: float = 1e-3
+    queue_size: int = 4
+    mixed_precision: bool = True
+
+    def __post_init__(self) -> None:
+        choices = {
+            "ae_loss": AE_LOSSES, "count_sampling": COUNT_SAMPLING, "library": LIBRARY_MODES,
+            "fusion": FUSIONS, "sampler": SAMPLERS, "schedule": SCHEDULES,
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ScldbenchError(f"scld: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        if self.count_sampling == "nb" and self.ae_loss != "nb":
+            raise ScldbenchError("scld: count_sampling='nb' needs ae_loss='nb' (the dispersion is learned there)")
+        if not 0 < self.keep_fraction <= 1:
+            raise ScldbenchError(f"scld: keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        if not 0 <= self.cond_drop <= 1:
+            raise ScldbenchError(f"scld: cond_drop must be in [0, 1], got {self.cond_drop}")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ScldbenchError("scld: need 0 < beta_start < beta_end < 1")
+        if self.ddim_steps < 1 or self.ddim_steps > self.timesteps:
+            raise ScldbenchError(f"scld: ddim_steps must be in [1, timesteps={self.timesteps}]")
+        if not self.denoiser_channels:
+            raise ScldbenchError("scld: denoiser_channels needs at least one width")
+        if not 0 <= self.ema_decay < 1:
+            raise ScldbenchError("scld: ema_decay must be in [0, 1)")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SCLDConfig:
+        known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
+        if "denoiser_channels" in known:
+            known["denoiser_channels"] = [int(c) for c in known["denoiser_channels"]]
+        return cls(**known)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,192 @@
+"""Suites: TOML files naming a dataset, its preparation, the generators (with parameters) and the seeds to run.
+
+```toml
+name = "pbmc"
+description = "..."
+dataset = "pbmc68k"                 # a named dataset or a path
+fallback_dataset = "pbmc68k-mini"   # used, and stated in every output, when `dataset` cannot be had
+protocol = "scgan-v1"
+seeds = 3                           # or a list, e.g. [0, 1, 2]
+generators = ["*"]                  # every registered generator; or names / inline tables:
+                                    # { name = "scld", label = "scld-add", params = { fusion = "add" } }
+[prepare]                           # overrides of PrepareSettings (labels_key, n_clusters, test_fraction...)
+[evaluate]                          # n_trees, per_cluster, min_cluster_cells, guidance, n_generated
+[params.scld]                       # parameters for every job of that generator
+```
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from scldbench.data.prepare import PrepareSettings
+from scldbench.errors import ScldbenchError, suggest
+
+TOP_KEYS = {"name", "description", "dataset", "fallback_dataset", "protocol", "seeds", "generators", "prepare",
+            "evaluate", "params"}
+
+
+@dataclass(frozen=True)
+class GeneratorEntry:
+    name: str
+    label: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    n_trees: int = 1000
+    per_cluster: bool = True
+    #: clusters with fewer real test cells than this get no per-cluster score
+    min_cluster_cells: int = 10
+    #: guidance weight for conditional generators that support it (None: the generator's default)
+    guidance: float | None = None
+    #: generated cells per job; None means as many as real test cells (the protocol's choice)
+    n_generated: int | None = None
+    #: the metrics beyond RF AUC and MMD (manifold, data properties, memorisation, utility)
+    extra_metrics: bool = True
+    #: keep generated cells in the run folder for reports
+    save_samples: bool = True
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    dataset: str
+    fallback_dataset: str | None
+    protocol: str
+    seeds: tuple[int, ...]
+    generators: tuple[GeneratorEntry, ...] | None  # None means every registered generator
+    prepare: dict[str, Any]
+    evaluate: EvaluateSettings
+    params: dict[str, dict[str, Any]]
+    source: str = ""
+
+    def prepare_settings(self, defaults: dict[str, Any]) -> PrepareSettings:
+        return PrepareSettings(**(defaults | self.prepare))
+
+
+def _fail(where: str, key: str, problem: str) -> ScldbenchError:
+    return ScldbenchError(f"{where}: key {key!r}: {problem}")
+
+
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    if isinstance(value, bool) or not isinstance(value, int | list):
+        raise _fail(where, "seeds", f"must be a count or a list of integers, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise _fail(where, "seeds", f"must be at least 1, got {value}")
+        return tuple(range(value))
+    if not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        raise _fail(where, "seeds", f"must be a non-empty list of integers, got {value!r}")
+    return tuple(value)
+
+
+def _generators(value: Any, where: str) -> tuple[GeneratorEntry, ...] | None:
+    if value == ["*"] or value == "*":
+        return None
+    if not isinstance(value, list) or not value:
+        raise _fail(where, "generators", 'must be ["*"] or a non-empty list of names or {name, label, params} tables')
+    entries = []
+    for item in value:
+        if isinstance(item, str):
+            entries.append(GeneratorEntry(item, item))
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            unknown = set(item) - {"name", "label", "params"}
+            if unknown:
+                raise _fail(where, "generators", f"entry {item['name']!r} has unknown keys {sorted(unknown)}")
+            params = item.get("params", {})
+            if not isinstance(params, dict):
+                raise _fail(where, "generators", f"params of {item['name']!r} must be a table")
+            entries.append(GeneratorEntry(item["name"], str(item.get("label", item["name"])), params))
+        else:
+            raise _fail(where, "generators", f"entry {item!r} must be a name or a table with a 'name'")
+    labels = [e.label for e in entries]
+    duplicates = sorted({x for x in labels if labels.count(x) > 1})
+    if duplicates:
+        raise _fail(where, "generators", f"label {duplicates[0]!r} appears twice; give variants distinct labels")
+    return tuple(entries)
+
+
+def _table(data: dict, key: str, where: str, allowed: set[str]) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise _fail(where, key, "must be a table")
+    for k in value:
+        if k not in allowed:
+            raise _fail(where, f"{key}.{k}", f"unknown setting{suggest(k, allowed)}; known: {', '.join(sorted(allowed))}")
+    return value
+
+
+def parse_suite(data: dict[str, Any], where: str) -> Suite:
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _fail(where, key, f"unknown key{suggest(key, TOP_KEYS)}; known: {', '.join(sorted(TOP_KEYS))}")
+    for key in ("name", "dataset"):
+        if not isinstance(data.get(key), str):
+            raise _fail(where, key, "is required and must be a string")
+    prepare = _table(data, "prepare", where, {f.name for f in fields(PrepareSettings)})
+    evaluate = _table(data, "evaluate", where, {f.name for f in fields(EvaluateSettings)})
+    params = data.get("params", {})
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise _fail(where, "params", "must be a table of tables, e.g. [params.scld]")
+    try:
+        evaluate_settings = EvaluateSettings(**evaluate)
+        PrepareSettings(**prepare)
+    except TypeError as exc:
+        raise _fail(where, "prepare/evaluate", str(exc)) from exc
+    from scldbench.protocols import PROTOCOLS
+
+    protocol = data.get("protocol", "scgan-v1")
+    if protocol not in PROTOCOLS:
+        raise _fail(where, "protocol", f"unknown protocol {protocol!r}{suggest(protocol, PROTOCOLS)}")
+    return Suite(
+        name=data["name"],
+        description=str(data.get("description", "")),
+        dataset=data["dataset"],
+        fallback_dataset=data.get("fallback_dataset"),
+        protocol=protocol,
+        seeds=_seeds(data.get("seeds", 1), where),
+        generators=_generators(data.get("generators", ["*"]), where),
+        prepare=prepare,
+        evaluate=evaluate_settings,
+        params=params,
+    )
+
+
+def builtin_suites() -> dict[str, str]:
+    """Name -> TOML text of the suites shipped in the `suites` package."""
+    folder = resources.files("suites")
+    return {p.name[:-5]: p.read_text() for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise ScldbenchError(f"suite file {path} does not exist; give a .toml path or a built-in suite name")
+        text, where = path.read_text(), str(path)
+    else:
+        suites = builtin_suites()
+        if name_or_path not in suites:
+            raise ScldbenchError(
+                f"unknown suite {name_or_path!r}{suggest(name_or_path, suites)}; "
+                f"built-in suites: {', '.join(sorted(suites))}, or give a .toml path"
+            )
+        text, where = suites[name_or_path], f"suites/{name_or_path}.toml"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScldbenchError(f"{where}: not valid TOML ({exc}); fix the syntax") from exc
+    suite = parse_suite(data, where)
+    return Suite(**{f.name: getattr(suite, f.name) for f in fields(Suite) if f.name != "source"}, source=text)

@@ -1,0 +1,1 @@
+"""Built-in suite files (TOML), found with importlib.resources after any kind of install."""

@@ -195,7 +195,7 @@ class Generator(ABC):
             per_cell = np.asarray([str(v) for v in labels])
             if per_cell.size != n_cells:
                 raise ScldbenchError(f"got {per_cell.size} labels for {n_cells} cells; give one label per cell")
-        unknown = sorted(set(per_cell) - set(self.label_categories))
+        unknown = sorted(str(v) for v in set(per_cell) - set(self.label_categories))
         if unknown:
             raise ScldbenchError(
                 f"unknown label {unknown[0]!r}{suggest(unknown[0], self.label_categories)}; "

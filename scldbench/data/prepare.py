@@ -124,7 +124,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, holdout_fraction:
         idx = rng.permutation(np.flatnonzero(labels == label))
         if idx.size < parts_needed:
             raise ScldbenchError(
-                f"cluster {label!r} has {idx.size} cell(s), too few to split into train/test/holdout; "
+                f"cluster {str(label)!r} has {idx.size} cell(s), too few to split into train/test/holdout; "
                 "choose fewer clusters, relabel it, or drop it from the data"
             )
         n_test = max(int(round(test_fraction * idx.size)), 1) if test_fraction > 0 else 0

@@ -1,0 +1,98 @@
+"""The autoencoder: two linear layers each side with an activation after each, and its count likelihoods.
+
+Input is log1p of counts normalised to 1e4 per cell (raw counts span four orders of magnitude and do not suit
+a small MLP). The decoder's last activation gives the per-cell expression profile: softmax proportions for the
+count likelihoods (`poisson`, `nb`: the cell's mean is proportions x library size), or softplus log1p values
+for the paper's `mse`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+NORM_TARGET = 1e4
+
+
+def activation(name: str) -> nn.Module:
+    table: dict[str, type[nn.Module]] = {
+        "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh,
+        "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "identity": nn.Identity,
+    }
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}; use one of {', '.join(table)}")
+    return table[name]()
+
+
+def log_normalise(counts: torch.Tensor) -> torch.Tensor:
+    lib = counts.sum(dim=1, keepdim=True).clamp(min=1.0)
+    return torch.log1p(counts / lib * NORM_TARGET)
+
+
+class Autoencoder(nn.Module):
+    def __init__(
+        self, n_genes: int, hidden: int, latent_dim: int, loss: str,
+        act: str = "relu", latent_act: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.loss_kind = loss
+        self.encoder = nn.Sequential(
+            nn.Linear(n_genes, hidden), activation(act), nn.Linear(hidden, latent_dim), activation(latent_act)
+        )
+        self.decoder_hidden = nn.Sequential(nn.Linear(latent_dim, hidden), activation(act))
+        self.decoder_out = nn.Linear(hidden, n_genes)
+        # per-gene inverse dispersion of the negative binomial (log theta); unused by the other losses
+        self.log_theta = nn.Parameter(torch.full((n_genes,), math.log(10.0)), requires_grad=loss == "nb")
+
+    def encode(self, counts: torch.Tensor) -> torch.Tensor:
+        return self.encoder(log_normalise(counts))
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder_out(self.decoder_hidden(z))
+
+    def profile(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-cell expression proportions (rows sum to one), whichever loss trained the decoder."""
+        logits = self.decode_logits(z).float()
+        if self.loss_kind == "mse":
+            values = torch.expm1(F.softplus(logits))
+            return values / values.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        return torch.softmax(logits, dim=1)
+
+    def loss(self, counts: torch.Tensor) -> torch.Tensor:
+        logits = self.decode_logits(self.encode(counts)).float()
+        if self.loss_kind == "mse":
+            return F.mse_loss(F.softplus(logits), log_normalise(counts))
+        lib = counts.sum(dim=1, keepdim=True)
+        log_p = torch.log_softmax(logits, dim=1)
+        # per-count normalisation keeps the loss scale independent of sequencing depth
+        if self.loss_kind == "poisson":
+            return -(counts * log_p).sum() / lib.sum().clamp(min=1.0)
+        return nb_nll(counts, log_p + torch.log(lib.clamp(min=1.0)), self.log_theta).sum() / lib.sum().clamp(min=1.0)
+
+
+def nb_nll(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of counts x under NB(mean exp(log_mu), inverse dispersion exp(log_theta))."""
+    theta = log_theta.exp()
+    log_theta_mu = torch.logaddexp(log_theta, log_mu)
+    ll = (
+        theta * (log_theta - log_theta_mu)
+        + x * (log_mu - log_theta_mu)
+        + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+    )
+    return -ll
+
+
+def draw_counts(mean: torch.Tensor, how: str, log_theta: torch.Tensor | None = None) -> torch.Tensor:
+    """Counts around `mean` (cells x genes): Poisson, gamma-Poisson (NB) or the mean itself."""
+    mean = mean.float().clamp(min=0)
+    if how == "mean":
+        return mean
+    if how == "nb":
+        assert log_theta is not None
+        theta = log_theta.exp().to(mean.device).expand_as(mean)
+        rate = torch.distributions.Gamma(theta, theta / mean.clamp(min=1e-8)).sample()
+        return torch.poisson(rate)
+    return torch.poisson(mean)

@@ -1,0 +1,265 @@
+"""SCLD: single-cell latent diffusion with pre-guidance (cluster conditioning) and post-guidance (a scorer)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import torch
+
+from scldbench.data.counts import to_dense
+from scldbench.generator import Generator, SampleOutput
+from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise
+from scldbench.scld.config import SCLDConfig
+from scldbench.scld.denoiser import Denoiser
+from scldbench.scld.sampling import ddim_sample, ddpm_sample, guided_model
+from scldbench.scld.schedule import schedule_from_config
+from scldbench.scld.scorer import Scorer, score_beside, top_indices, train_scorer
+from scldbench.scld.training import CountData, autocast, train_autoencoder, train_denoiser
+
+log = logging.getLogger("scldbench.scld")
+_D = SCLDConfig()
+# cap on generated cells the scorer learns from (it sees as many real cells)
+_SCORER_MAX_CELLS = 8192
+
+
+class SCLD(Generator):
+    """Autoencoder -> conditional latent DDPM -> decoder and count sampling -> scorer keeps the best cells."""
+
+    name = "scld"
+    description = "single-cell latent diffusion with pre-guidance (cluster means) and post-guidance (scorer)"
+    conditional = True
+    supports_guidance = True
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = _D.latent_dim,
+        ae_hidden: int = _D.ae_hidden,
+        ae_activation: str = _D.ae_activation,
+        ae_latent_activation: str = _D.ae_latent_activation,
+        ae_loss: str = _D.ae_loss,
+        ae_epochs: int = _D.ae_epochs,
+        ae_lr: float = _D.ae_lr,
+        ae_batch_size: int = _D.ae_batch_size,
+        ae_weight_decay: float = _D.ae_weight_decay,
+        count_sampling: str = _D.count_sampling,
+        library: str = _D.library,
+        cond_dim: int = _D.cond_dim,
+        fusion: str = _D.fusion,
+        cond_drop: float = _D.cond_drop,
+        timesteps: int = _D.timesteps,
+        beta_start: float = _D.beta_start,
+        beta_end: float = _D.beta_end,
+        schedule: str = _D.schedule,
+        denoiser_channels: list[int] | None = None,
+        time_dim: int = _D.time_dim,
+        dropout: float = _D.dropout,
+        batch_size: int = _D.batch_size,
+        steps: int = _D.steps,
+        lr: float = _D.lr,
+        ema_decay: float = _D.ema_decay,
+        sampler: str = _D.sampler,
+        ddim_steps: int = _D.ddim_steps,
+        guidance: float = _D.guidance,
+        sample_batch_size: int = _D.sample_batch_size,
+        scorer: bool = _D.scorer,
+        keep_fraction: float = _D.keep_fraction,
+        scorer_hidden: int = _D.scorer_hidden,
+        scorer_epochs: int = _D.scorer_epochs,
+        scorer_lr: float = _D.scorer_lr,
+        queue_size: int = _D.queue_size,
+        mixed_precision: bool = _D.mixed_precision,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(seed=seed, device=device)
+        params = {k: v for k, v in locals().items() if k not in ("self", "seed", "device", "__class__")}
+        if params["denoiser_channels"] is None:
+            params["denoiser_channels"] = list(_D.denoiser_channels)
+        self.config = SCLDConfig.from_params(params)
+        for key, value in self.config.as_dict().items():
+            setattr(self, key, value)
+        self.diagnostics: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- fit
+    def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
+        cfg, device = self.config, self.device
+        amp = cfg.mixed_precision
+        self.diagnostics = {"device": str(device), "n_train": int(adata.n_obs), "n_genes": int(adata.n_vars)}
+        data = CountData(adata.X, device)
+        self._clusters = list(self.label_categories) if labels is not None else ["all"]
+        cluster_of = (
+            np.searchsorted(np.asarray(self._clusters), labels) if labels is not None else np.zeros(adata.n_obs, int)
+        )
+        library = data.library()
+        self._libraries = [library[cluster_of == k].astype(np.float64) for k in range(len(self._clusters))]
+
+        t0 = time.perf_counter()
+        self._ae = Autoencoder(
+            adata.n_vars, cfg.ae_hidden, cfg.latent_dim, cfg.ae_loss, cfg.ae_activation, cfg.ae_latent_activation
+        ).to(device)
+        self.diagnostics |= train_autoencoder(
+            self._ae, data, cfg.ae_epochs, cfg.ae_lr, cfg.ae_batch_size, cfg.ae_weight_decay, self._rng, amp, log.info
+        )
+
+        latents, profiles = self._encode_all(data, library, cluster_of)
+        self._latent_mean, self._latent_std = latents.mean(0), latents.std(0).clamp(min=1e-4)
+        latents = (latents - self._latent_mean) / self._latent_std
+        self._schedule = schedule_from_config(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end)
+        model = Denoiser(
+            latents.shape[1], profiles, cfg.denoiser_channels, cfg.cond_dim, cfg.time_dim, cfg.dropout, cfg.fusion
+        ).to(device)
+        cond = torch.as_tensor(cluster_of, device=device, dtype=torch.long)
+        self._denoiser, figures = train_denoiser(
+            model, latents, cond, len(self._clusters), self._schedule, cfg.steps, cfg.lr, cfg.batch_size,
+            cfg.cond_drop, cfg.ema_decay, amp, self._rng, log.info,
+        )
+        self.diagnostics |= figures
+
+        self._scorer: Scorer | None = None
+        if cfg.scorer:
+            t1 = time.perf_counter()
+            n_gen = min(adata.n_obs, _SCORER_MAX_CELLS)
+            idx = self._rng.choice(len(self._clusters), size=n_gen, p=self._cluster_weights())
+            generated = self._generate(idx, cfg.guidance)
+            self._scorer = Scorer(adata.n_vars, cfg.scorer_hidden).to(device)
+            acc = train_scorer(
+                self._scorer, data, adata.n_obs, generated.to(device), cfg.scorer_epochs, cfg.scorer_lr,
+                cfg.batch_size, self._rng,
+            )
+            self.diagnostics |= {"scorer_train_accuracy": acc, "scorer_seconds": time.perf_counter() - t1}
+        self.diagnostics["fit_seconds"] = time.perf_counter() - t0
+
+    def _cluster_weights(self) -> np.ndarray:
+        if len(self.label_proportions):
+            return np.asarray(self.label_proportions, dtype=np.float64)
+        return np.ones(1)
+
+    @torch.no_grad()
+    def _encode_all(
+        self, data: CountData, library: np.ndarray, cluster_of: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent of every training cell (plus log library when it diffuses too) and the condition profiles."""
+        n_k = len(self._clusters)
+        device = data.device
+        profiles = torch.zeros(n_k + 1, data.n_vars, device=device)
+        counts = torch.zeros(n_k + 1, device=device)
+        chunks = []
+        cluster_t = torch.as_tensor(cluster_of, device=device)
+        for start in range(0, data.n_obs, 1024):
+            idx = np.arange(start, min(start + 1024, data.n_obs))
+            x = data(idx)
+            chunks.append(self._ae.encode(x).float())
+            logged = log_normalise(x)
+            profiles.index_add_(0, cluster_t[idx], logged)
+            counts.index_add_(0, cluster_t[idx], torch.ones(len(idx), device=device))
+        profiles[n_k] = profiles[:n_k].sum(0)
+        counts[n_k] = counts[:n_k].sum()
+        profiles = profiles / counts.clamp(min=1)[:, None]
+        latents = torch.cat(chunks)
+        if self.config.library == "latent":
+            log_lib = torch.as_tensor(np.log(np.maximum(library, 1.0)), device=device, dtype=torch.float32)
+            latents = torch.cat([latents, log_lib[:, None]], dim=1)
+        return latents, profiles
+
+    # ----------------------------------------------------------------- generation
+    @torch.no_grad()
+    def _generate(self, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
+        """Counts (CPU tensor) for cells of the given cluster indices, without the scorer."""
+        out = [self._generate_batch(cluster_idx[i : i + self.config.sample_batch_size], w)
+               for i in range(0, len(cluster_idx), self.config.sample_batch_size)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def _generate_batch(self, cluster_idx: np.ndarray, w: float, sampler: str | None = None) -> torch.Tensor:
+        cfg, device = self.config, self.device
+        cond = torch.as_tensor(cluster_idx, device=device, dtype=torch.long)
+        model = self._denoiser
+
+        def eps_model(z: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            with autocast(device, cfg.mixed_precision):
+                return model(z, t, c).float()
+
+        eps_fn = guided_model(eps_model, len(self._clusters), float(w))
+        dim = self._latent_mean.numel()
+        if (sampler or cfg.sampler) == "ddim":
+            z = ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps)
+        else:
+            z = ddpm_sample(eps_fn, self._schedule, cond, dim)
+        z = z * self._latent_std + self._latent_mean
+        if cfg.library == "latent":
+            lib = torch.exp(z[:, -1]).clamp(min=1.0)
+            z = z[:, :-1]
+        else:
+            lib = torch.as_tensor(
+                np.concatenate([self._rng.choice(self._libraries[k], size=1) for k in cluster_idx]),
+                device=device, dtype=torch.float32,
+            )
+        with autocast(device, cfg.mixed_precision):
+            profile = self._ae.profile(z)
+        return draw_counts(profile * lib[:, None], cfg.count_sampling, self._ae.log_theta).cpu()
+
+    def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None) -> SampleOutput:
+        cfg = self.config
+        w = cfg.guidance if guidance is None else float(guidance)
+        assigned = labels
+        if assigned is None:
+            assigned = self.proportional_labels(n_cells) if self.label_categories else np.repeat("all", n_cells)
+        cluster_idx = np.searchsorted(np.asarray(self._clusters), assigned)
+        keep = cfg.keep_fraction if self._scorer is not None else 1.0
+        # per cluster, draw enough cells that keeping the best `keep` fraction leaves exactly what was asked
+        wanted = {int(k): int((cluster_idx == k).sum()) for k in np.unique(cluster_idx)}
+        drawn = {k: max(n, math.ceil(n / keep)) for k, n in wanted.items()}
+        plan = np.concatenate([np.full(n, k) for k, n in drawn.items()])
+        size = cfg.sample_batch_size
+        jobs = (self._generate_batch(plan[i : i + size], w) for i in range(0, plan.size, size))
+        if self._scorer is not None:
+            scorer, device = self._scorer, self.device
+            cells, scores = score_beside(jobs, lambda b: scorer.realness(b.to(device)).cpu(), cfg.queue_size)
+            score = torch.cat(scores).numpy()
+        else:
+            cells, score = list(jobs), np.zeros(plan.size)
+        generated = torch.cat(cells).numpy()
+        out = np.empty((n_cells, self.n_genes), dtype=np.float32)
+        for k, n in wanted.items():
+            pool = np.flatnonzero(plan == k)
+            chosen = pool[top_indices(score[pool], n)]
+            out[np.flatnonzero(cluster_idx == k)] = generated[chosen]
+        if labels is None and self.label_categories:
+            return out, assigned
+        return out
+
+    # ----------------------------------------------------------------- diagnostics
+    @torch.no_grad()
+    def reconstruct(self, adata: ad.AnnData, seed: int = 0) -> np.ndarray:
+        """Real cells through encoder and decoder, drawn as counts at each cell's own library size."""
+        torch.manual_seed(seed)
+        x = to_dense(adata[:, self.var_names].X if self.var_names is not None else adata.X)
+        out = []
+        for start in range(0, x.shape[0], 1024):
+            counts = torch.as_tensor(x[start : start + 1024], device=self.device)
+            with autocast(self.device, self.config.mixed_precision):
+                profile = self._ae.profile(self._ae.encode(counts))
+            mean = profile * counts.sum(1, keepdim=True)
+            out.append(draw_counts(mean, self.config.count_sampling, self._ae.log_theta).cpu().numpy())
+        return np.concatenate(out)
+
+    def autoencoder_ceiling(
+        self, test_adata: ad.AnnData, reference_adata: ad.AnnData, *, protocol: str = "scgan-v1", seed: int = 0,
+        n_trees: int | None = None,
+    ) -> dict[str, float]:
+        """Score reconstructed `reference_adata` cells (real, unseen in training) against real `test_adata` cells.
+
+        No diffusion on this latent can do better than its decoder: this is SCLD's floor under the protocol.
+        """
+        from scldbench.protocols import get_protocol
+
+        recon = self.reconstruct(reference_adata, seed=seed)
+        scores = get_protocol(protocol).evaluate(test_adata[:, self.var_names].X, recon, seed=seed, n_trees=n_trees)
+        self.diagnostics["ae_ceiling"] = scores
+        return scores

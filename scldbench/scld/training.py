@@ -1,0 +1,131 @@
+"""Training loops: the autoencoder first, then the latent denoiser; one code path for CPU and CUDA."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch.nn import functional as F
+
+from scldbench.scld.autoencoder import Autoencoder
+from scldbench.scld.denoiser import Denoiser
+from scldbench.scld.schedule import Schedule, q_sample
+
+# a count matrix up to this size is kept dense on the device; larger ones are densified batch by batch
+_DENSE_LIMIT_BYTES = 4 * 2**30
+
+
+class CountData:
+    """Rows of a (sparse or dense) count matrix as dense float tensors on `device`."""
+
+    def __init__(self, x: np.ndarray | sp.spmatrix, device: torch.device) -> None:
+        self.device = device
+        self.n_obs, self.n_vars = x.shape
+        self._dense: torch.Tensor | None = None
+        self._csr: sp.csr_matrix | None = None
+        if self.n_obs * self.n_vars * 4 <= _DENSE_LIMIT_BYTES:
+            dense = x.toarray() if sp.issparse(x) else np.asarray(x)
+            self._dense = torch.as_tensor(dense, dtype=torch.float32, device=device)
+        else:
+            self._csr = sp.csr_matrix(x, dtype=np.float32)
+
+    def __call__(self, idx: np.ndarray) -> torch.Tensor:
+        if self._dense is not None:
+            return self._dense[torch.as_tensor(idx, device=self.device)]
+        assert self._csr is not None
+        return torch.as_tensor(self._csr[idx].toarray(), device=self.device)
+
+    def library(self) -> np.ndarray:
+        if self._dense is not None:
+            return self._dense.sum(dim=1).cpu().numpy()
+        assert self._csr is not None
+        return np.asarray(self._csr.sum(axis=1)).ravel()
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; a no-op elsewhere, so that the same code runs on CPU."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def train_autoencoder(
+    ae: Autoencoder, data: CountData, epochs: int, lr: float, batch_size: int, weight_decay: float,
+    rng: np.random.Generator, amp: bool, log: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    opt = torch.optim.AdamW([p for p in ae.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=lr * 0.05)
+    ae.train()
+    t0, loss_value, n_steps = time.perf_counter(), float("nan"), 0
+    for epoch in range(epochs):
+        total, count = 0.0, 0
+        for idx in batches(data.n_obs, batch_size, rng):
+            with autocast(data.device, amp):
+                loss = ae.loss(data(idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, count, n_steps = total + float(loss.detach()) * len(idx), count + len(idx), n_steps + 1
+        sched.step()
+        loss_value = total / max(count, 1)
+        if log is not None and (epoch + 1) % max(1, epochs // 5) == 0:
+            log(f"autoencoder epoch {epoch + 1}/{epochs} loss {loss_value:.4f}")
+    ae.eval()
+    seconds = time.perf_counter() - t0
+    return {"ae_loss": loss_value, "ae_seconds": seconds, "ae_steps_per_s": n_steps / max(seconds, 1e-9)}
+
+
+def train_denoiser(
+    model: Denoiser, latents: torch.Tensor, cond: torch.Tensor, global_index: int, schedule: Schedule,
+    steps: int, lr: float, batch_size: int, cond_drop: float, ema_decay: float, amp: bool,
+    rng: np.random.Generator, log: Callable[[str], None] | None = None,
+) -> tuple[Denoiser, dict[str, float]]:
+    """eps-prediction MSE; a fraction `cond_drop` of each batch sees the global condition instead of its cluster.
+
+    Returns the model to sample with (the EMA copy when `ema_decay` > 0) and training figures.
+    """
+    device = latents.device
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    ema = copy.deepcopy(model).eval() if ema_decay > 0 else None
+    if ema is not None:
+        ema.requires_grad_(False)
+    n = latents.shape[0]
+    model.train()
+    t0 = time.perf_counter()
+    running = torch.zeros((), device=device)
+    for step in range(steps):
+        idx = torch.as_tensor(rng.integers(0, n, size=min(batch_size, n)), device=device)
+        z0, c = latents[idx], cond[idx].clone()
+        drop = torch.rand(len(idx), device=device) < cond_drop
+        c[drop] = global_index
+        t = torch.randint(0, schedule.timesteps, (len(idx),), device=device)
+        noise = torch.randn_like(z0)
+        with autocast(device, amp):
+            pred = model(q_sample(schedule, z0, t, noise), t, c)
+        loss = F.mse_loss(pred.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                    pe.lerp_(pm, 1 - ema_decay)
+        # a tensor, so that CUDA never waits on the host to read the loss back
+        running = 0.98 * running + 0.02 * loss.detach() if step else loss.detach()
+        if log is not None and (step + 1) % max(1, steps // 5) == 0:
+            log(f"diffusion step {step + 1}/{steps} loss {float(running):.4f}")
+    model.eval()
+    seconds = time.perf_counter() - t0
+    return (ema if ema is not None else model), {
+        "diffusion_loss": float(running), "diffusion_seconds": seconds, "diffusion_steps_per_s": steps / max(seconds, 1e-9),
+    }

@@ -1,4 +1,4 @@
-"""Across-seed summaries (mean and t-interval) and scores scaled between the negative and positive controls."""
+"""Across-seed summaries (mean and t-interval) and scores scaled between negative and positive controls."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ class ScaledScore(NamedTuple):
 def mean_interval(values: Iterable[float], confidence: float = 0.95) -> SeedSummary:
     """Mean of the finite `values` and the Student-t interval mean +- t_{(1+c)/2, n-1} * sd / sqrt(n).
 
-    sd is the sample standard deviation (ddof 1). NaN and infinite values are dropped (n counts the rest); with
-    one value the interval and sd are NaN, with none everything is NaN and n is 0.
+    sd is the sample standard deviation (ddof 1). NaN and infinite values are dropped (n counts the rest);
+    with one value the interval and sd are NaN, with none everything is NaN and n is 0.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -61,7 +61,7 @@ def summarise_seeds(
 
 
 def scale_between_controls(value: float, negative: float, positive: float) -> float:
-    """(negative - value) / (negative - positive): 1 = as good as the positive control, 0 = as bad as the negative.
+    """(negative - value) / (negative - positive): 1 = as good as the positive control, 0 = as the negative.
 
     Works for lower-is-better and higher-is-better metrics alike; NaN when the controls coincide or any input
     is NaN.

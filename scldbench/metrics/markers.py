@@ -1,8 +1,8 @@
 """Marker preservation: do generated cells of a cluster carry the same top marker genes as real cells of it?
 
-Markers are found the same way in both sets: counts are log-normalised (log1p of counts scaled to 1e4 per cell),
-then for each cluster every gene is scored one-vs-rest (cells of the cluster against all other cells of the same
-set) and the `n_top` genes with the highest score are its markers. Scores:
+Markers are found the same way in both sets: counts are log-normalised (log1p of counts scaled to 1e4 per
+cell), then for each cluster every gene is scored one-vs-rest (cells of the cluster against all other cells of
+the same set) and the `n_top` genes with the highest score are its markers. Scores:
 - "wilcoxon": the normal approximation of the Mann-Whitney U statistic (Wilcoxon rank-sum),
   z = (U - n1 n2 / 2) / sqrt(n1 n2 (n1 + n2 + 1) / 12), with U = R1 - n1 (n1 + 1) / 2 and R1 the sum of the
   cluster's ranks (average ranks for ties, no tie correction of the variance; as scanpy's default).
@@ -39,7 +39,9 @@ def _welch_scores(x: np.ndarray, in_group: np.ndarray) -> np.ndarray:
     return np.divide(diff, se, out=np.zeros_like(diff), where=se > 0)
 
 
-def marker_scores(log_values: np.ndarray, labels: Sequence, *, method: str = "wilcoxon") -> dict[str, np.ndarray]:
+def marker_scores(
+    log_values: np.ndarray, labels: Sequence, *, method: str = "wilcoxon"
+) -> dict[str, np.ndarray]:
     """One-vs-rest score of every gene for every cluster (cluster label as str -> scores over genes).
 
     Clusters need at least 2 cells and at least 2 cells outside them.
@@ -55,7 +57,8 @@ def marker_scores(log_values: np.ndarray, labels: Sequence, *, method: str = "wi
     for cluster in np.unique(labels):
         in_group = labels == cluster
         if in_group.sum() < 2 or (~in_group).sum() < 2:
-            raise ValueError(f"cluster {cluster!r} has {int(in_group.sum())} cells; one-vs-rest needs >= 2 each side")
+            n_in = int(in_group.sum())
+            raise ValueError(f"cluster {cluster!r} has {n_in} cells; one-vs-rest needs >= 2 on each side")
         s = _wilcoxon_scores(x, in_group, ranks) if ranks is not None else _welch_scores(x, in_group)
         scores[cluster] = np.nan_to_num(s, nan=0.0)
     return scores
@@ -95,9 +98,9 @@ def marker_overlap(
     """Overlap of each real cluster's top-`n_top` markers in real vs generated cells (raw counts in).
 
     measure "jaccard": |A & B| / |A | B|; "fraction": |A & B| / n_top (the share of real markers recovered).
-    Every cluster with >= `min_cells` real cells is scored; a cluster with fewer than `min_cells` generated cells
-    scores 0 (its markers cannot be recovered). Generated cells with labels unknown to the real data stay in the
-    "rest" of the one-vs-rest tests. The mean is over the scored clusters.
+    Every cluster with >= `min_cells` real cells is scored; a cluster with fewer than `min_cells` generated
+    cells scores 0 (its markers cannot be recovered). Generated cells with labels unknown to the real data
+    stay in the "rest" of the one-vs-rest tests. The mean is over the scored clusters.
     """
     if measure not in ("jaccard", "fraction"):
         raise ValueError(f"unknown measure {measure!r}; use 'jaccard' or 'fraction'")

@@ -1,24 +1,26 @@
 """Distances between real and generated counts on the data properties simulator benchmarks compare.
 
-The properties follow SimBench (Cao et al. 2021) and countsimQC (Soneson & Robinson 2018): library size, fraction
-of zeros per cell and per gene, gene means and variances, the mean-variance and mean-zero-fraction relations of
-genes, and gene-gene correlation. Inputs are raw counts, cells x genes, dense or scipy sparse, with the same genes
-in the same order in both sets. Every distance is 0 for identical data and grows as the data differ.
+The properties follow SimBench (Cao et al. 2021) and countsimQC (Soneson & Robinson 2018): library size,
+fraction of zeros per cell and per gene, gene means and variances, the mean-variance and mean-zero-fraction
+relations of genes, and gene-gene correlation. Inputs are raw counts, cells x genes, dense or scipy sparse,
+with the same genes in the same order in both sets. Every distance is 0 for identical data and grows as the
+data differ.
 
 Distances used:
 - 1-D distributions (library size, zeros per cell, zeros per gene, gene mean, gene variance): the two-sample
   Kolmogorov-Smirnov statistic, sup_t |F_real(t) - F_gen(t)|, in [0, 1].
-- 2-D relations of genes (log mean vs log variance; log mean vs zero fraction): a binned trend comparison. Genes
-  are binned by log mean with edges at quantiles of the real genes' log means; in each bin holding at least
-  `min_genes_per_bin` genes of both sets, the median of the second coordinate is taken for each set; the
+- 2-D relations of genes (log mean vs log variance; log mean vs zero fraction): a binned trend comparison.
+  Genes are binned by log mean with edges at quantiles of the real genes' log means; in each bin holding at
+  least `min_genes_per_bin` genes of both sets, the median of the second coordinate is taken for each set; the
   distance is the mean absolute difference of the two medians over those bins, weighted by the real genes per
   bin (units of the second coordinate: log variance, or zero fraction). A bin populated in only one set adds
   the largest difference seen (or the coordinate's range in the real data when no bin is shared).
 - Gene-gene correlation: Pearson correlation of log-normalised values among the `n_corr_genes` genes with the
   highest mean in the real data; the distance is the mean absolute difference of the paired coefficients over
   gene pairs (upper triangle), in [0, 2].
-Gene statistics (mean, variance, correlation) are computed on counts normalised to `target` per cell (log1p for
-correlation and for the relation axes), so that library-size differences are measured once, by their own KS.
+Gene statistics (mean, variance, correlation) are computed on counts normalised to `target` per cell (log1p
+for correlation and for the relation axes), so that library-size differences are measured once, by their
+own KS.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def property_distances(
     n_corr_genes: int = 100,
     n_bins: int = 20,
 ) -> dict[str, float]:
-    """Distances between real and generated raw counts on scRNA-seq data properties (lower is better, 0 = same).
+    """Distances between real and generated raw counts on scRNA-seq data properties (lower is better).
 
     Returns:
         library_size_ks: KS of total counts per cell.

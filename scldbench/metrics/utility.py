@@ -1,8 +1,9 @@
-"""Downstream utility of generated cells: cell-type classifiers trained on them, tested on real held-out cells.
+"""Downstream utility of generated cells: cell-type classifiers trained on them and tested on real cells.
 
-The classifier is one fixed pipeline: log1p of counts scaled to 1e4 per cell, PCA (fitted on the classifier's own
-training cells only), then multinomial logistic regression ("logreg") or a k-nearest-neighbour vote ("knn").
-Inputs are raw counts (cells x genes, dense or sparse) and label arrays; nothing is read from elsewhere.
+The classifier is one fixed pipeline: log1p of counts scaled to 1e4 per cell, PCA (fitted on the classifier's
+own training cells only), then multinomial logistic regression ("logreg") or a k-nearest-neighbour vote
+("knn"). Inputs are raw counts (cells x genes, dense or sparse) and label arrays; nothing is read
+from elsewhere.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from scldbench.metrics.properties import log_normalise
 
 CLASSIFIERS = ("logreg", "knn")
 
-#: generated cells for the augmentation test: an array, or a callable (x_train, y_train, n_cells) -> counts that
-#: receives the downsampled real training set, so that a generator can be fitted without the removed cells
+#: generated cells for the augmentation test: an array, or a callable (x_train, y_train, n_cells) -> counts
+#: that receives the downsampled real training set, so that a generator can be fitted without the removed
+#: cells
 GeneratedCells = ArrayLike | Callable[[np.ndarray, np.ndarray, int], ArrayLike]
 
 
-def make_classifier(kind: str = "logreg", *, n_components: int = 30, n_samples: int, seed: int = 0) -> Pipeline:
-    """PCA (at most `n_components`, fewer when `n_samples` is small) + scaling + logistic regression or 15-NN."""
+def make_classifier(
+    kind: str = "logreg", *, n_components: int = 30, n_samples: int, seed: int = 0
+) -> Pipeline:
+    """PCA (`n_components`, fewer when `n_samples` is small), scaling, logistic regression or 15-NN."""
     if kind not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {kind!r}; use one of {', '.join(CLASSIFIERS)}")
     k = max(1, min(n_components, n_samples - 1))
@@ -37,7 +41,8 @@ def make_classifier(kind: str = "logreg", *, n_components: int = 30, n_samples: 
         if kind == "logreg"
         else KNeighborsClassifier(n_neighbors=min(15, n_samples))
     )
-    return Pipeline([("pca", PCA(n_components=k, random_state=seed)), ("scale", StandardScaler()), ("clf", head)])
+    steps = [("pca", PCA(n_components=k, random_state=seed)), ("scale", StandardScaler()), ("clf", head)]
+    return Pipeline(steps)
 
 
 def _fit_predict(
@@ -110,10 +115,10 @@ def augmentation_benefit(
     n_components: int = 30,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Recall of a rare cluster with its real training cells cut to `n_keep`, without and with generated cells.
+    """Recall of a rare cluster whose real training cells are cut to `n_keep`, without and with generated.
 
-    The real training cells of `rare_label` are downsampled at random (seed `seed`) to `n_keep`; a classifier is
-    trained on that set ("downsampled") and on that set plus generated cells labelled `rare_label`
+    The real training cells of `rare_label` are downsampled at random (seed `seed`) to `n_keep`; a classifier
+    is trained on that set ("downsampled") and on that set plus generated cells labelled `rare_label`
     ("augmented"), and one on all real training cells ("full", the reference). All are tested on the same real
     test cells. `generated` is an array of generated rare-cluster counts (all of them are added; mind that a
     generator fitted on the full training set has seen the removed cells), or a callable
@@ -121,7 +126,8 @@ def augmentation_benefit(
     (default: as many as were removed). Returns:
         recall_downsampled, recall_augmented, recall_full: recall of `rare_label` on the real test cells.
         augmentation_benefit: recall_augmented - recall_downsampled.
-        macro_f1_downsampled, macro_f1_augmented: macro-F1 over all test labels (does augmentation cost the rest?).
+        macro_f1_downsampled, macro_f1_augmented: macro-F1 over all test labels (does augmentation
+            cost the other labels?).
         n_kept, n_added: real rare cells kept and generated cells added.
     """
     y_train, y_test = _labels(real_train_labels), _labels(real_test_labels)

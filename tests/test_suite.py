@@ -1,0 +1,63 @@
+"""Suite files: the built-ins load, and mistakes name the file, the key and the problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from scldbench.errors import ScldbenchError
+from scldbench.suite import builtin_suites, load_suite
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_builtin_suites_load():
+    names = builtin_suites()
+    assert {"smoke", "pbmc"} <= set(names)
+    for name in names:
+        suite = load_suite(name)
+        assert suite.name == name and suite.seeds
+    pbmc = load_suite("pbmc")
+    assert pbmc.generators is None and pbmc.fallback_dataset == "pbmc68k-mini"
+
+
+def test_generator_variants_and_params(tmp_path):
+    suite = load_suite(write(tmp_path, '''
+name = "x"
+dataset = "pbmc68k-mini"
+seeds = [3, 5]
+generators = ["positive", { name = "nb", label = "nb-size", params = { library_size = true } }]
+[params.nb]
+epochs = 2
+[evaluate]
+n_trees = 10
+'''))
+    assert suite.seeds == (3, 5)
+    assert [e.label for e in suite.generators] == ["positive", "nb-size"]
+    assert suite.generators[1].params == {"library_size": True}
+    assert suite.params == {"nb": {"epochs": 2}} and suite.evaluate.n_trees == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "x"\ndataset = "d"\nsedes = 2', r"mine.toml: key 'sedes': unknown key \(did you mean: seeds\?\)"),
+        ('name = "x"', "key 'dataset': is required"),
+        ('name = "x"\ndataset = "d"\nseeds = 0', "key 'seeds': must be at least 1"),
+        ('name = "x"\ndataset = "d"\n[prepare]\ntest_frac = 0.1', r"key 'prepare.test_frac'.*did you mean: test_fraction"),
+        ('name = "x"\ndataset = "d"\nprotocol = "scgan"', "key 'protocol': unknown protocol 'scgan'"),
+        ('name = "x"\ndataset = "d"\ngenerators = ["a", "a"]', "label 'a' appears twice"),
+        ('name = "x"\ndataset = = 3', "not valid TOML"),
+    ],
+)
+def test_mistakes_name_file_key_and_problem(tmp_path, text, message):
+    with pytest.raises(ScldbenchError, match=message):
+        load_suite(write(tmp_path, text))
+
+
+def test_unknown_suite_suggests_close_names():
+    with pytest.raises(ScldbenchError, match="unknown suite 'pbcm'.*did you mean: pbmc"):
+        load_suite("pbcm")

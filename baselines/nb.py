@@ -48,7 +48,9 @@ def _csc(x: np.ndarray | sp.spmatrix) -> sp.csc_matrix:
     return sp.csc_matrix(x, dtype=np.float64)
 
 
-def nb_moments(x: np.ndarray | sp.spmatrix, size_factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nb_moments(
+    x: np.ndarray | sp.spmatrix, size_factors: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Method-of-moments mean and dispersion per gene (column); dispersion 0 where variance <= mean.
 
     With size factors s_i, E[x_ij] = s_i mu_j and Var = s_i mu_j + phi_j (s_i mu_j)^2.
@@ -81,7 +83,9 @@ def _size_bins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values[keep], weights[keep]
 
 
-def nb_mle(x: np.ndarray | sp.spmatrix, size_factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nb_mle(
+    x: np.ndarray | sp.spmatrix, size_factors: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and maximum-likelihood dispersion per gene (column); dispersion 0 (Poisson) where the likelihood
     keeps rising toward the Poisson limit.
 
@@ -127,8 +131,23 @@ def sample_nb(rng: np.random.Generator, mean: np.ndarray, dispersion: np.ndarray
     return rng.poisson(rate).astype(np.float32)
 
 
+def groups_to_sample(
+    generator: Generator, n_cells: int, labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The group of every cell to generate, and the labels to report when the caller asked for none.
+
+    Unconditional sampling follows the training proportions; a model fitted without labels has one group.
+    """
+    if labels is not None:
+        return labels, None
+    if not generator.label_categories:
+        return np.full(n_cells, ALL_CELLS), None
+    drawn = generator.proportional_labels(n_cells)
+    return drawn, drawn
+
+
 class NegativeBinomial(Generator):
-    """Independent NB per gene and per cluster (MLE by default, or moments); optional empirical library sizes."""
+    """Independent NB per gene and per cluster (MLE or moments); optional empirical library sizes."""
 
     name = "nb"
     description = "independent negative binomial per gene and per cluster (marginals only, no co-expression)"
@@ -164,10 +183,7 @@ class NegativeBinomial(Generator):
             self.params_[str(group)] = NBFit(mean=mu, dispersion=phi, size_factors=size.astype(np.float32))
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
-        assigned = None
-        if labels is None:
-            labels = self.proportional_labels(n_cells) if self.label_categories else np.full(n_cells, ALL_CELLS)
-            assigned = labels if self.label_categories else None
+        labels, assigned = groups_to_sample(self, n_cells, labels)
         blocks, order = [], []
         for group in np.unique(labels):
             idx = np.flatnonzero(labels == group)

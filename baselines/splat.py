@@ -47,10 +47,10 @@ import scipy.sparse as sp
 from scipy.optimize import curve_fit, minimize
 from scipy.special import digamma, gammaln, polygamma
 
+from baselines.nb import ALL_CELLS, groups_to_sample
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
-ALL_CELLS = "__all__"
 _CHUNK_CELLS = 2048
 #: MAD multiple above the median log mean that marks an expression outlier (splatEstimate's rule)
 _OUTLIER_MADS = 2.0
@@ -140,7 +140,7 @@ def estimate_outliers(means: np.ndarray, outliers: np.ndarray) -> tuple[float, f
 
 
 def gamma_mle(values: np.ndarray) -> tuple[float, float]:
-    """Gamma (shape, rate) MLE by Newton's method on the shape equation log k - digamma(k) = log mean - mean log."""
+    """Gamma (shape, rate) MLE: Newton on log k - digamma(k) = log mean - mean log."""
     values = values[values > 0]
     s = np.log(values.mean()) - np.log(values).mean()
     k = (3 - s + np.sqrt((s - 3) ** 2 + 24 * s)) / (12 * s)  # Minka's starting point
@@ -234,7 +234,7 @@ def estimate_group_factors(
 
 
 def summarise_de(factors: np.ndarray) -> tuple[float, float, float, float]:
-    """Splat's DE parameters read off factors: probability, down probability, log-normal location and scale."""
+    """Splat's DE parameters read off factors: probability, down probability, log-normal location, scale."""
     logs = np.log(np.maximum(factors, 1e-12)).ravel()
     de = np.abs(logs) > _DE_LOG_THRESHOLD
     if de.sum() < 2:
@@ -325,9 +325,12 @@ def simulate_splat(
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """A full Splat simulation (random gene means and DE factors) and the group of each cell."""
     base = draw_base_means(params, rng)
-    state = GeneState(group_means=base[None, :] * draw_de_factors(params, rng), bcv_scale=draw_bcv_scale(params, rng))
+    factors = draw_de_factors(params, rng)
+    state = GeneState(group_means=base[None, :] * factors, bcv_scale=draw_bcv_scale(params, rng))
     groups = rng.choice(len(params.group_names), size=n_cells, p=np.asarray(params.group_prob))
-    blocks = [simulate_cells(params, state, g, int((groups == g).sum()), rng, dropout) for g in np.unique(groups)]
+    blocks = [
+        simulate_cells(params, state, g, int((groups == g).sum()), rng, dropout) for g in np.unique(groups)
+    ]
     order = np.concatenate([np.flatnonzero(groups == g) for g in np.unique(groups)])
     counts = sp.vstack(blocks, format="csr")[np.argsort(order)]
     return counts, np.asarray(params.group_names)[groups]
@@ -369,14 +372,12 @@ class Splat(Generator):
         if self.de == "simulated":
             factors = draw_de_factors(params, self._rng)
         self.params_ = params
-        self.genes_ = GeneState(group_means=base[None, :] * factors, bcv_scale=draw_bcv_scale(params, self._rng))
+        bcv_scale = draw_bcv_scale(params, self._rng)
+        self.genes_ = GeneState(group_means=base[None, :] * factors, bcv_scale=bcv_scale)
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
         assert self.params_ is not None and self.genes_ is not None
-        assigned = None
-        if labels is None:
-            labels = self.proportional_labels(n_cells) if self.label_categories else np.full(n_cells, ALL_CELLS)
-            assigned = labels if self.label_categories else None
+        labels, assigned = groups_to_sample(self, n_cells, labels)
         index = {name: k for k, name in enumerate(self.params_.group_names)}
         blocks, order = [], []
         for group in np.unique(labels):

@@ -19,8 +19,14 @@ NORM_TARGET = 1e4
 
 def activation(name: str) -> nn.Module:
     table: dict[str, type[nn.Module]] = {
-        "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh,
-        "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "identity": nn.Identity,
+        "relu": nn.ReLU,
+        "elu": nn.ELU,
+        "silu": nn.SiLU,
+        "gelu": nn.GELU,
+        "tanh": nn.Tanh,
+        "leaky_relu": nn.LeakyReLU,
+        "softplus": nn.Softplus,
+        "identity": nn.Identity,
     }
     if name not in table:
         raise ValueError(f"unknown activation {name!r}; use one of {', '.join(table)}")
@@ -34,8 +40,13 @@ def log_normalise(counts: torch.Tensor) -> torch.Tensor:
 
 class Autoencoder(nn.Module):
     def __init__(
-        self, n_genes: int, hidden: int, latent_dim: int, loss: str,
-        act: str = "relu", latent_act: str = "tanh",
+        self,
+        n_genes: int,
+        hidden: int,
+        latent_dim: int,
+        loss: str,
+        act: str = "relu",
+        latent_act: str = "tanh",
     ) -> None:
         super().__init__()
         self.loss_kind = loss
@@ -80,7 +91,9 @@ def nb_nll(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) -> to
     ll = (
         theta * (log_theta - log_theta_mu)
         + x * (log_mu - log_theta_mu)
-        + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
     )
     return -ll
 

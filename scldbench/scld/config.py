@@ -62,8 +62,12 @@ class SCLDConfig:
 
     def __post_init__(self) -> None:
         choices = {
-            "ae_loss": AE_LOSSES, "count_sampling": COUNT_SAMPLING, "library": LIBRARY_MODES,
-            "fusion": FUSIONS, "sampler": SAMPLERS, "schedule": SCHEDULES,
+            "ae_loss": AE_LOSSES,
+            "count_sampling": COUNT_SAMPLING,
+            "library": LIBRARY_MODES,
+            "fusion": FUSIONS,
+            "sampler": SAMPLERS,
+            "schedule": SCHEDULES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

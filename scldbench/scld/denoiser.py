@@ -44,8 +44,14 @@ class Denoiser(nn.Module):
     """eps(z_t, t, condition); conditions are row indices into `profiles` (clusters, then the global mean)."""
 
     def __init__(
-        self, latent_dim: int, profiles: torch.Tensor, channels: list[int], cond_dim: int,
-        time_dim: int, dropout: float, fusion: str,
+        self,
+        latent_dim: int,
+        profiles: torch.Tensor,
+        channels: list[int],
+        cond_dim: int,
+        time_dim: int,
+        dropout: float,
+        fusion: str,
     ) -> None:
         super().__init__()
         self.register_buffer("profiles", profiles.float())

@@ -116,8 +116,19 @@ class SCLD(Generator):
         ).to(device)
         cond = torch.as_tensor(cluster_of, device=device, dtype=torch.long)
         self._denoiser, figures = train_denoiser(
-            model, latents, cond, len(self._clusters), self._schedule, cfg.steps, cfg.lr, cfg.batch_size,
-            cfg.cond_drop, cfg.ema_decay, amp, self._rng, log.info,
+            model,
+            latents,
+            cond,
+            len(self._clusters),
+            self._schedule,
+            cfg.steps,
+            cfg.lr,
+            cfg.batch_size,
+            cfg.cond_drop,
+            cfg.ema_decay,
+            amp,
+            self._rng,
+            log.info,
         )
         self.diagnostics |= figures
 
@@ -129,8 +140,14 @@ class SCLD(Generator):
             generated = self._generate(idx, cfg.guidance)
             self._scorer = Scorer(adata.n_vars, cfg.scorer_hidden).to(device)
             acc = train_scorer(
-                self._scorer, data, adata.n_obs, generated.to(device), cfg.scorer_epochs, cfg.scorer_lr,
-                cfg.batch_size, self._rng,
+                self._scorer,
+                data,
+                adata.n_obs,
+                generated.to(device),
+                cfg.scorer_epochs,
+                cfg.scorer_lr,
+                cfg.batch_size,
+                self._rng,
             )
             self.diagnostics |= {"scorer_train_accuracy": acc, "scorer_seconds": time.perf_counter() - t1}
         self.diagnostics["fit_seconds"] = time.perf_counter() - t0
@@ -171,8 +188,10 @@ class SCLD(Generator):
     @torch.no_grad()
     def _generate(self, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
         """Counts (CPU tensor) for cells of the given cluster indices, without the scorer."""
-        out = [self._generate_batch(cluster_idx[i : i + self.config.sample_batch_size], w)
-               for i in range(0, len(cluster_idx), self.config.sample_batch_size)]
+        out = [
+            self._generate_batch(cluster_idx[i : i + self.config.sample_batch_size], w)
+            for i in range(0, len(cluster_idx), self.config.sample_batch_size)
+        ]
         return torch.cat(out)
 
     @torch.no_grad()
@@ -198,7 +217,8 @@ class SCLD(Generator):
         else:
             lib = torch.as_tensor(
                 np.concatenate([self._rng.choice(self._libraries[k], size=1) for k in cluster_idx]),
-                device=device, dtype=torch.float32,
+                device=device,
+                dtype=torch.float32,
             )
         with autocast(device, cfg.mixed_precision):
             profile = self._ae.profile(z)
@@ -250,7 +270,12 @@ class SCLD(Generator):
         return np.concatenate(out)
 
     def autoencoder_ceiling(
-        self, test_adata: ad.AnnData, reference_adata: ad.AnnData, *, protocol: str = "scgan-v1", seed: int = 0,
+        self,
+        test_adata: ad.AnnData,
+        reference_adata: ad.AnnData,
+        *,
+        protocol: str = "scgan-v1",
+        seed: int = 0,
         n_trees: int | None = None,
     ) -> dict[str, float]:
         """Score reconstructed `reference_adata` cells (real, unseen in training) against real `test_adata` cells.

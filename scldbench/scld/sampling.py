@@ -53,7 +53,12 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
 
 @torch.no_grad()
 def ddim_sample(
-    eps_fn: EpsFn, s: Schedule, cond: torch.Tensor, dim: int, steps: int, eta: float = 0.0,
+    eps_fn: EpsFn,
+    s: Schedule,
+    cond: torch.Tensor,
+    dim: int,
+    steps: int,
+    eta: float = 0.0,
     clip_x0: float | None = None,
 ) -> torch.Tensor:
     z = torch.randn(cond.shape[0], dim, device=cond.device)

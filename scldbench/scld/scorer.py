@@ -36,8 +36,14 @@ class Scorer(nn.Module):
 
 
 def train_scorer(
-    scorer: Scorer, real: Callable[[np.ndarray], torch.Tensor], n_real: int, generated: torch.Tensor,
-    epochs: int, lr: float, batch_size: int, rng: np.random.Generator,
+    scorer: Scorer,
+    real: Callable[[np.ndarray], torch.Tensor],
+    n_real: int,
+    generated: torch.Tensor,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    rng: np.random.Generator,
 ) -> float:
     """Cross-entropy on real (label 1) vs generated (label 0) cells; returns the final training accuracy."""
     opt = torch.optim.AdamW(scorer.parameters(), lr=lr, weight_decay=1e-2)

@@ -60,8 +60,15 @@ def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarra
 
 
 def train_autoencoder(
-    ae: Autoencoder, data: CountData, epochs: int, lr: float, batch_size: int, weight_decay: float,
-    rng: np.random.Generator, amp: bool, log: Callable[[str], None] | None = None,
+    ae: Autoencoder,
+    data: CountData,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
+    rng: np.random.Generator,
+    amp: bool,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     opt = torch.optim.AdamW([p for p in ae.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=lr * 0.05)
@@ -86,9 +93,19 @@ def train_autoencoder(
 
 
 def train_denoiser(
-    model: Denoiser, latents: torch.Tensor, cond: torch.Tensor, global_index: int, schedule: Schedule,
-    steps: int, lr: float, batch_size: int, cond_drop: float, ema_decay: float, amp: bool,
-    rng: np.random.Generator, log: Callable[[str], None] | None = None,
+    model: Denoiser,
+    latents: torch.Tensor,
+    cond: torch.Tensor,
+    global_index: int,
+    schedule: Schedule,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    cond_drop: float,
+    ema_decay: float,
+    amp: bool,
+    rng: np.random.Generator,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Denoiser, dict[str, float]]:
     """eps-prediction MSE; a fraction `cond_drop` of each batch sees the global condition instead of its cluster.
 
@@ -127,5 +144,7 @@ def train_denoiser(
     model.eval()
     seconds = time.perf_counter() - t0
     return (ema if ema is not None else model), {
-        "diffusion_loss": float(running), "diffusion_seconds": seconds, "diffusion_steps_per_s": steps / max(seconds, 1e-9),
+        "diffusion_loss": float(running),
+        "diffusion_seconds": seconds,
+        "diffusion_steps_per_s": steps / max(seconds, 1e-9),
     }

@@ -1,0 +1,116 @@
+"""Post-guidance: the scorer keeps the best fraction, runs beside generation, and the count returned is exact."""
+
+from __future__ import annotations
+
+import threading
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scldbench.scld.generator import SCLD
+from scldbench.scld.scorer import Scorer, score_beside, top_indices
+
+TINY = {
+    "latent_dim": 4,
+    "ae_hidden": 16,
+    "ae_epochs": 2,
+    "cond_dim": 8,
+    "denoiser_channels": [16],
+    "time_dim": 8,
+    "timesteps": 20,
+    "steps": 20,
+    "sampler": "ddim",
+    "ddim_steps": 5,
+    "scorer_hidden": 16,
+    "scorer_epochs": 2,
+    "sample_batch_size": 16,
+    "device": "cpu",
+}
+
+
+def toy_counts(n: int = 60, genes: int = 12, seed: int = 0) -> ad.AnnData:
+    rng = np.random.default_rng(seed)
+    labels = np.array(["a", "b", "c"])[np.arange(n) % 3]
+    rates = rng.gamma(2.0, 2.0, size=(3, genes))
+    x = rng.poisson(rates[np.arange(n) % 3]).astype(np.float32)
+    obs = pd.DataFrame({"kind": pd.Categorical(labels)}, index=[f"c{i}" for i in range(n)])
+    return ad.AnnData(X=sp.csr_matrix(x), obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(genes)]))
+
+
+def test_top_indices_keeps_the_highest_scores_in_order():
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.2])
+    assert top_indices(scores, 3).tolist() == [1, 2, 3]
+    assert top_indices(scores, 0).size == 0
+    assert top_indices(scores, 5).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_score_beside_scores_every_batch_in_a_worker_thread_with_a_bounded_queue():
+    seen_threads: set[str] = set()
+    produced = []
+
+    def generate():
+        for i in range(7):
+            produced.append(i)
+            yield torch.full((3,), float(i))
+
+    def score(batch: torch.Tensor) -> torch.Tensor:
+        seen_threads.add(threading.current_thread().name)
+        return batch * 2
+
+    batches, scores = score_beside(generate(), score, maxsize=2)
+    assert produced == list(range(7)) and len(batches) == 7
+    assert torch.equal(torch.cat(scores), torch.cat(batches) * 2)
+    assert seen_threads == {"scld-scorer"}
+
+
+def test_score_beside_reraises_scorer_errors():
+    def bad(batch: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("scorer broke")
+
+    with pytest.raises(RuntimeError, match="scorer broke"):
+        score_beside((torch.zeros(2) for _ in range(3)), bad, maxsize=1)
+
+
+def test_scorer_has_three_linear_layers_and_two_outputs():
+    scorer = Scorer(12, 16)
+    linears = [m for m in scorer.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3 and linears[-1].out_features == 2
+    p = scorer.realness(torch.ones(4, 12))
+    assert p.shape == (4,) and bool(((p >= 0) & (p <= 1)).all())
+
+
+@pytest.mark.parametrize("keep", [0.8, 0.5])
+def test_sample_draws_extra_cells_and_returns_exactly_the_request(keep: float, monkeypatch: pytest.MonkeyPatch):
+    model = SCLD(**TINY, keep_fraction=keep, seed=0).fit(toy_counts(), labels_key="kind")
+    drawn: list[int] = []
+    original = model._generate_batch
+
+    def counting(cluster_idx: np.ndarray, w: float, sampler: str | None = None) -> torch.Tensor:
+        drawn.append(len(cluster_idx))
+        return original(cluster_idx, w, sampler)
+
+    monkeypatch.setattr(model, "_generate_batch", counting)
+    request = {"a": 7, "b": 10, "c": 1}
+    out = model.sample(18, labels=request)
+    assert out.n_obs == 18
+    assert out.obs["kind"].value_counts().to_dict() == request
+    assert sum(drawn) == sum(int(np.ceil(n / keep)) for n in request.values())
+    drawn.clear()
+    out = model.sample(33)  # unconditional: proportional labels, assigned labels come back
+    assert out.n_obs == 33 and out.obs["kind"].notna().all()
+
+
+def test_kept_cells_are_the_best_scored():
+    model = SCLD(**TINY, keep_fraction=0.5, seed=0).fit(toy_counts(), labels_key="kind")
+    out = model.sample(20, labels="a", seed=5)
+    scores = model._scorer.realness(torch.as_tensor(out.X)).numpy()
+    model.config = type(model.config)(**(model.config.as_dict() | {"scorer": False}))
+    scorer, model._scorer = model._scorer, None
+    everything = model.sample(40, labels="a", seed=5)
+    all_scores = scorer.realness(torch.as_tensor(everything.X)).numpy()
+    # the kept 20 are exactly the top half of the same 40 draws
+    assert np.allclose(np.sort(scores), np.sort(all_scores)[-20:], atol=1e-6)

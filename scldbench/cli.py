@@ -190,5 +190,10 @@ def show(
     console.print(_results(records, info))
 
 
+from scldbench.report.commands import register as _register_report_commands  # noqa: E402
+
+_register_report_commands(app, friendly, console)
+
+
 def main() -> None:
     app()

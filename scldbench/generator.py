@@ -269,7 +269,9 @@ class Generator(ABC):
     def load(cls, path: str | Path, device: str | None = None) -> Generator:
         path = Path(path)
         if not (path / _META_FILE).is_file():
-            raise ScldbenchError(f"{path} holds no saved generator ({_META_FILE} missing); pass a folder made by save()")
+            raise ScldbenchError(
+                f"{path} holds no saved generator ({_META_FILE} missing); pass a folder made by save()"
+            )
         meta = json.loads((path / _META_FILE).read_text())
         module, _, qualname = meta["class"].partition(":")
         klass = getattr(importlib.import_module(module), qualname)

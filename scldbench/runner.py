@@ -16,14 +16,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 from scldbench import __version__
 from scldbench.data.datasets import load_dataset
 from scldbench.data.prepare import PreparedData, prepare
 from scldbench.device import describe_device, resolve_device
 from scldbench.errors import ScldbenchError, suggest
-from scldbench.evaluation import score_clusters, summarise_clusters
+from scldbench.evaluation import (
+    augmentation_scores,
+    extra_scores,
+    guidance_sweep,
+    rarest_cluster,
+    score_clusters,
+    summarise_clusters,
+)
 from scldbench.protocols import Protocol, get_protocol
 from scldbench.provenance import versions
 from scldbench.registry import generator_names, get_generator, list_generators
@@ -191,10 +199,26 @@ def run_job(
         record["metrics"] = protocol.evaluate(
             prepared.test.X, samples.X, reference=prepared.train.X, seed=job.seed, n_trees=settings.n_trees
         )
+        if settings.extra_metrics:
+            reporter.stage(job, "more scores")
+            record["metrics"].update(extra_scores(prepared, samples, job.seed))
         if generator.conditional and settings.per_cluster:
             reporter.stage(job, "per-cluster")
             record["per_cluster"] = score_clusters(generator, prepared, protocol, settings, guidance, job.seed)
             record["metrics"].update(summarise_clusters(record["per_cluster"]))
+        if generator.supports_guidance and settings.guidance_sweep:
+            reporter.stage(job, "guidance sweep")
+            clusters = list(settings.sweep_clusters) if settings.sweep_clusters else None
+            record["guidance_sweep"] = guidance_sweep(
+                generator, prepared, list(settings.guidance_sweep), clusters, settings.sweep_cells, job.seed
+            )
+        if generator.conditional and settings.augment_cluster and not generator.uses_holdout:
+            reporter.stage(job, "augmentation")
+            cluster = settings.augment_cluster
+            if cluster == "rarest":
+                cluster = rarest_cluster(prepared, settings.min_cluster_cells)
+            make = lambda: get_generator(job.generator).create(seed=job.seed, device=device, **job.params)  # noqa: E731
+            record["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
         diagnostics = getattr(generator, "diagnostics", None)
         if isinstance(diagnostics, dict):
             record["diagnostics"] = diagnostics
@@ -227,11 +251,14 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
         "suite": suite.name, "suite_source": suite.source, "dataset": spec.name, "requested_dataset":
         request.data or suite.dataset, "note": note, "protocol": protocol.name,
         "protocol_description": protocol.description, "prepare": vars(settings), "data_info": prepared.info,
-        "fingerprint": prepared.fingerprint, "seeds": list(seeds), "device": describe_device(resolve_device(request.device)),
-        "versions": versions(), "command": " ".join(sys.argv), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": prepared.fingerprint, "seeds": list(seeds),
+        "device": describe_device(resolve_device(request.device)), "versions": versions(),
+        "command": " ".join(sys.argv), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "generators": [{"name": i.name, "available": i.available, "hint": i.hint} for i in list_generators()],
     }
     store.write_run(run_info)
+    if suite.evaluate.save_samples:
+        store.write_real_test(prepared.test)
     reporter.start(jobs, note)
     records = []
     for job in jobs:

@@ -15,6 +15,7 @@ from scldbench.errors import ScldbenchError
 RUN_FILE = "run.json"
 JOBS_DIR = "jobs"
 SAMPLES_DIR = "samples"
+REAL_TEST_FILE = "real_test.h5ad"
 
 
 def _clean(value: Any) -> Any:
@@ -49,7 +50,9 @@ class RunStore:
     def read_run(self) -> dict[str, Any]:
         path = self.root / RUN_FILE
         if not path.is_file():
-            raise ScldbenchError(f"{self.root} is not a run folder ({RUN_FILE} missing); give a folder made by `scldbench run`")
+            raise ScldbenchError(
+                f"{self.root} is not a run folder ({RUN_FILE} missing); give a folder made by `scldbench run`"
+            )
         return json.loads(path.read_text())
 
     def job_path(self, job_id: str) -> Path:
@@ -69,6 +72,22 @@ class RunStore:
             return []
         records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
         return sorted(records, key=lambda r: (r.get("order", 0), r.get("seed", 0)))
+
+    def write_real_test(self, adata: ad.AnnData) -> None:
+        """The real test cells every job was scored against, for reports (embeddings of real vs generated)."""
+        path = self.root / REAL_TEST_FILE
+        if not path.is_file():
+            tmp = path.with_name(f".{path.stem}.part.h5ad")
+            adata.write_h5ad(tmp, compression="gzip")
+            os.replace(tmp, path)
+
+    def read_real_test(self) -> ad.AnnData | None:
+        path = self.root / REAL_TEST_FILE
+        return ad.read_h5ad(path) if path.is_file() else None
+
+    def read_samples(self, job_id: str) -> ad.AnnData | None:
+        path = self.sample_path(job_id)
+        return ad.read_h5ad(path) if path.is_file() else None
 
     def sample_path(self, job_id: str) -> Path:
         return self.root / SAMPLES_DIR / f"{job_id}.h5ad"

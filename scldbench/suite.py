@@ -56,6 +56,15 @@ class EvaluateSettings:
     extra_metrics: bool = True
     #: keep generated cells in the run folder for reports
     save_samples: bool = True
+    #: guidance weights to sweep for conditional generators with guidance (paper Figure 5); None skips it
+    guidance_sweep: tuple[float, ...] | None = None
+    #: clusters for the sweep (None: all) and cells generated per cluster and weight
+    sweep_clusters: tuple[str, ...] | None = None
+    sweep_cells: int = 200
+    #: refit conditional generators with this cluster cut to `augment_keep` training cells and measure the
+    #: recall gain from topping it up with generated cells ("rarest" picks the smallest cluster); None skips it
+    augment_cluster: str | None = None
+    augment_keep: int = 10
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,8 @@ def _table(data: dict, key: str, where: str, allowed: set[str]) -> dict[str, Any
         raise _fail(where, key, "must be a table")
     for k in value:
         if k not in allowed:
-            raise _fail(where, f"{key}.{k}", f"unknown setting{suggest(k, allowed)}; known: {', '.join(sorted(allowed))}")
+            known = ", ".join(sorted(allowed))
+            raise _fail(where, f"{key}.{k}", f"unknown setting{suggest(k, allowed)}; known: {known}")
     return value
 
 
@@ -140,6 +150,11 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
     params = data.get("params", {})
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         raise _fail(where, "params", "must be a table of tables, e.g. [params.scld]")
+    for key in ("guidance_sweep", "sweep_clusters"):
+        if key in evaluate:
+            if not isinstance(evaluate[key], list) or not evaluate[key]:
+                raise _fail(where, f"evaluate.{key}", "must be a non-empty list")
+            evaluate[key] = tuple(str(v) if key == "sweep_clusters" else float(v) for v in evaluate[key])
     try:
         evaluate_settings = EvaluateSettings(**evaluate)
         PrepareSettings(**prepare)

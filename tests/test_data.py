@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -24,16 +25,17 @@ from tests.conftest import make_counts
 
 def write_mtx_folder(adata: ad.AnnData, folder: Path, v3: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    opener = (lambda p: gzip.open(p, "wt")) if v3 else (lambda p: open(p, "w"))
     suffix = ".gz" if v3 else ""
-    with (gzip.open if v3 else open)(folder / f"matrix.mtx{suffix}", "wb") as f:
-        scipy.io.mmwrite(f, sp.csr_matrix(adata.X.T).astype(np.int64))
-    with opener(folder / f"barcodes.tsv{suffix}") as f:
-        f.write("\n".join(adata.obs_names) + "\n")
+    buffer = io.BytesIO()
+    scipy.io.mmwrite(buffer, sp.csr_matrix(adata.X.T).astype(np.int64))
+    barcodes = "\n".join(adata.obs_names) + "\n"
+    kind = "\tGene Expression" if v3 else ""
+    genes = "".join(f"ENSG{i:05d}\t{g}{kind}\n" for i, g in enumerate(adata.var_names))
     name = "features.tsv" if v3 else "genes.tsv"
-    with opener(folder / f"{name}{suffix}") as f:
-        for i, g in enumerate(adata.var_names):
-            f.write(f"ENSG{i:05d}\t{g}" + ("\tGene Expression\n" if v3 else "\n"))
+    for filename, payload in [("matrix.mtx", buffer.getvalue()), ("barcodes.tsv", barcodes.encode()),
+                              (name, genes.encode())]:
+        data = gzip.compress(payload) if v3 else payload
+        (folder / f"{filename}{suffix}").write_bytes(data)
     return folder
 
 

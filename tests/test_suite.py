@@ -47,7 +47,7 @@ n_trees = 10
         ('name = "x"\ndataset = "d"\nsedes = 2', r"mine.toml: key 'sedes': unknown key \(did you mean: seeds\?\)"),
         ('name = "x"', "key 'dataset': is required"),
         ('name = "x"\ndataset = "d"\nseeds = 0', "key 'seeds': must be at least 1"),
-        ('name = "x"\ndataset = "d"\n[prepare]\ntest_frac = 0.1', r"key 'prepare.test_frac'.*did you mean: test_fraction"),
+        ('name = "x"\ndataset = "d"\n[prepare]\ntest_frac = 0.1', r"'prepare.test_frac'.*did you mean: test_fraction"),
         ('name = "x"\ndataset = "d"\nprotocol = "scgan"', "key 'protocol': unknown protocol 'scgan'"),
         ('name = "x"\ndataset = "d"\ngenerators = ["a", "a"]', "label 'a' appears twice"),
         ('name = "x"\ndataset = = 3', "not valid TOML"),

@@ -87,6 +87,8 @@ def extract_tar(archive: Path) -> Path:
                     tar.extractall(tmp)
         except (tarfile.TarError, OSError, EOFError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise ScldbenchError(f"{archive} is not a readable tar archive ({exc}); delete it and download again") from exc
+            raise ScldbenchError(
+                f"{archive} is not a readable tar archive ({exc}); delete it and download again"
+            ) from exc
         os.replace(tmp, out)
     return out

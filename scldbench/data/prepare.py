@@ -178,7 +178,8 @@ def _prepare_uncached(adata: ad.AnnData, settings: PrepareSettings) -> ad.AnnDat
     check_counts(adata.X, "the dataset's counts (X)")
     if settings.labels_key is not None and settings.labels_key not in adata.obs:
         raise ScldbenchError(
-            f"label column {settings.labels_key!r} is not in the data{suggest(settings.labels_key, adata.obs.columns)}; "
+            f"label column {settings.labels_key!r} is not in the data"
+            f"{suggest(settings.labels_key, adata.obs.columns)}; "
             f"available columns: {', '.join(map(str, adata.obs.columns)) or 'none'} (or omit --labels to cluster)"
         )
     full = quality_filter(adata, settings.min_genes, settings.min_cells)

@@ -162,6 +162,35 @@ def test_gene_correlation_distance_against_corrcoef():
     assert gene_correlation_distance(a, b, genes) == pytest.approx(np.mean(np.abs(ca[iu] - cb[iu])))
 
 
+def test_property_distances_against_dense_computation():
+    rng = np.random.default_rng(20)
+    real = rng.negative_binomial(2, 0.4, size=(50, 30)).astype(float)
+    gen = rng.negative_binomial(3, 0.5, size=(40, 30)).astype(float)
+    got = property_distances(sp.csr_matrix(real), gen, n_corr_genes=8, n_bins=5)
+
+    def norm(x):
+        return x / x.sum(axis=1, keepdims=True) * 1e4
+
+    def ks(a, b):
+        return stats.ks_2samp(a, b).statistic
+
+    nr, ng = norm(real), norm(gen)
+    assert got["library_size_ks"] == pytest.approx(ks(real.sum(1), gen.sum(1)))
+    assert got["zeros_per_cell_ks"] == pytest.approx(ks((real == 0).mean(1), (gen == 0).mean(1)))
+    assert got["zeros_per_gene_ks"] == pytest.approx(ks((real == 0).mean(0), (gen == 0).mean(0)))
+    assert got["gene_mean_ks"] == pytest.approx(ks(nr.mean(0), ng.mean(0)))
+    assert got["gene_variance_ks"] == pytest.approx(ks(nr.var(0, ddof=1), ng.var(0, ddof=1)))
+    trend = binned_trend_distance(
+        np.log1p(nr.mean(0)), np.log1p(nr.var(0, ddof=1)), np.log1p(ng.mean(0)), np.log1p(ng.var(0, ddof=1)),
+        n_bins=5,
+    )
+    assert got["mean_variance_trend"] == pytest.approx(trend)
+    top = np.argsort(-np.log1p(nr).mean(0), kind="stable")[:8]
+    iu = np.triu_indices(8, k=1)
+    cr, cg = (np.corrcoef(np.log1p(m)[:, top], rowvar=False)[iu] for m in (nr, ng))
+    assert got["gene_correlation_mad"] == pytest.approx(np.mean(np.abs(cr - cg)))
+
+
 def test_property_distances_behaviour():
     rng = np.random.default_rng(5)
     x, _ = clustered_counts(rng, {"a": 150, "b": 150})
@@ -171,10 +200,12 @@ def test_property_distances_behaviour():
         "mean_variance_trend", "mean_zeros_trend", "gene_correlation_mad",
     }
     assert all(v == pytest.approx(0.0, abs=1e-12) for v in same.values())
-    # every count times 10: library sizes and zeros... library sizes disjoint, normalised gene means identical
-    scaled = property_distances(x, x * 10, n_corr_genes=20)
+    # every count times 16 (a power of two, so normalised values are bit-identical): library sizes disjoint,
+    # zeros and normalised gene statistics unchanged
+    scaled = property_distances(x, x * 16, n_corr_genes=20)
     assert scaled["library_size_ks"] == 1.0
-    assert scaled["zeros_per_cell_ks"] == 0.0 and scaled["gene_mean_ks"] == pytest.approx(0.0, abs=1e-12)
+    assert scaled["zeros_per_cell_ks"] == 0.0 and scaled["gene_mean_ks"] == 0.0
+    assert scaled["gene_correlation_mad"] == pytest.approx(0.0, abs=1e-12)
     # a per-gene shuffle keeps per-gene marginals but destroys co-expression
     # (the 10 genes of highest mean are the markers, correlated through the cluster structure)
     shuffled = property_distances(x, shuffle_genes(x, rng), n_corr_genes=10)
@@ -206,6 +237,20 @@ def test_marker_scores_against_scipy():
     assert list(top_markers(np.array([1.0, 3.0, 3.0, 2.0]), 3)) == [1, 2, 3]
 
 
+def test_marker_scores_sparse_chunked_and_groups():
+    rng = np.random.default_rng(19)
+    x = rng.poisson(1.0, size=(25, 11)).astype(float)
+    labels = np.array(list("aaaaaaaabbbbbbbbbccccccc") + ["d"])
+    for method in ("wilcoxon", "t-test"):
+        dense = marker_scores(x, labels, method=method, groups=["a", "b", "c"])
+        chunked = marker_scores(sp.csr_matrix(x), labels, method=method, groups=["a", "b", "c"], chunk=3)
+        assert set(dense) == {"a", "b", "c"}  # "d" has one cell: only part of the rest
+        for k in dense:
+            np.testing.assert_allclose(chunked[k], dense[k])
+    with pytest.raises(ValueError):
+        marker_scores(x, labels)  # "d" cannot be scored one-vs-rest
+
+
 def test_marker_overlap_recovers_planted_markers():
     sizes = {"a": 60, "b": 60, "c": 60}
     real, y_real = clustered_counts(np.random.default_rng(8), sizes)
@@ -222,6 +267,9 @@ def test_marker_overlap_recovers_planted_markers():
     missing = marker_overlap(real, y_real, gen[no_c], y_gen[no_c], n_top=5, measure="fraction")
     assert missing.per_cluster["c"] == 0.0 and missing.per_cluster["a"] == 1.0
     assert missing.as_dict()["marker_overlap"] == pytest.approx(2 / 3)
+    # a stray generated label with one cell does not break the tests; it only joins the rest
+    stray = np.where(np.arange(len(y_gen)) == 0, "zz", y_gen)
+    assert marker_overlap(real, y_real, gen, stray, n_top=5).mean == 1.0
 
 
 def test_marker_overlap_jaccard_hand_case():

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from scldbench.data.counts import ArrayLike
-from scldbench.metrics.properties import log_normalise
+from scldbench.metrics.properties import normalised_csr
 
 METHODS = ("wilcoxon", "t-test")
 
@@ -40,27 +41,41 @@ def _welch_scores(x: np.ndarray, in_group: np.ndarray) -> np.ndarray:
 
 
 def marker_scores(
-    log_values: np.ndarray, labels: Sequence, *, method: str = "wilcoxon"
+    log_values: np.ndarray | sp.spmatrix,
+    labels: Sequence,
+    *,
+    method: str = "wilcoxon",
+    groups: Sequence[str] | None = None,
+    chunk: int = 1000,
 ) -> dict[str, np.ndarray]:
-    """One-vs-rest score of every gene for every cluster (cluster label as str -> scores over genes).
+    """One-vs-rest score of every gene for each cluster in `groups` (default: every label) -> scores over genes.
 
-    Clusters need at least 2 cells and at least 2 cells outside them.
+    Cells of labels outside `groups` only ever belong to the "rest". A scored cluster needs at least 2 cells
+    and at least 2 cells outside it. Sparse input is made dense `chunk` genes at a time.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    x = np.asarray(log_values, dtype=np.float64)
+    x = log_values if sp.issparse(log_values) else np.asarray(log_values, dtype=np.float64)
     labels = np.asarray(labels).astype(str)
     if x.ndim != 2 or labels.shape != (x.shape[0],):
         raise ValueError(f"need a 2-D matrix and one label per row, got {x.shape} and {labels.shape} labels")
-    ranks = rankdata(x, axis=0) if method == "wilcoxon" else None
-    scores = {}
-    for cluster in np.unique(labels):
+    masks = {}
+    for cluster in np.unique(labels) if groups is None else [str(g) for g in groups]:
         in_group = labels == cluster
         if in_group.sum() < 2 or (~in_group).sum() < 2:
             n_in = int(in_group.sum())
             raise ValueError(f"cluster {cluster!r} has {n_in} cells; one-vs-rest needs >= 2 on each side")
-        s = _wilcoxon_scores(x, in_group, ranks) if ranks is not None else _welch_scores(x, in_group)
-        scores[cluster] = np.nan_to_num(s, nan=0.0)
+        masks[cluster] = in_group
+    n_genes = x.shape[1]
+    scores = {cluster: np.zeros(n_genes) for cluster in masks}
+    for start in range(0, n_genes, chunk):
+        block = x[:, start : start + chunk]
+        block = block.toarray() if sp.issparse(block) else block
+        block = np.asarray(block, dtype=np.float64)
+        ranks = rankdata(block, axis=0) if method == "wilcoxon" else None
+        for cluster, in_group in masks.items():
+            s = _wilcoxon_scores(block, in_group, ranks) if ranks is not None else _welch_scores(block, in_group)
+            scores[cluster][start : start + block.shape[1]] = np.nan_to_num(s, nan=0.0)
     return scores
 
 
@@ -99,8 +114,9 @@ def marker_overlap(
 
     measure "jaccard": |A & B| / |A | B|; "fraction": |A & B| / n_top (the share of real markers recovered).
     Every cluster with >= `min_cells` real cells is scored; a cluster with fewer than `min_cells` generated
-    cells scores 0 (its markers cannot be recovered). Generated cells with labels unknown to the real data
-    stay in the "rest" of the one-vs-rest tests. The mean is over the scored clusters.
+    cells scores 0 (its markers cannot be recovered). Cells of unscored labels (small clusters, or generated
+    labels unknown to the real data) stay in the "rest" of the one-vs-rest tests, in both sets. The mean is
+    over the scored clusters.
     """
     if measure not in ("jaccard", "fraction"):
         raise ValueError(f"unknown measure {measure!r}; use 'jaccard' or 'fraction'")
@@ -113,19 +129,16 @@ def marker_overlap(
     clusters = [c for c in np.unique(real_labels) if (real_labels == c).sum() >= min_cells]
     if not clusters:
         raise ValueError(f"no real cluster has >= {min_cells} cells")
-    keep_real = np.isin(real_labels, clusters)
-    real_scores = marker_scores(log_normalise(real)[keep_real], real_labels[keep_real], method=method)
-    gen_counts = np.unique(generated_labels, return_counts=True)
-    gen_ok = {c for c, n in zip(*gen_counts, strict=True) if n >= min_cells}
-    gen_log = log_normalise(generated)
+    real_scores = marker_scores(normalised_csr(real, log=True), real_labels, method=method, groups=clusters)
+    # clusters too small to score stay in the rest (both sets); a cluster with < 2 other cells cannot be scored
+    n_gen = len(generated_labels)
+    gen_ok = [
+        c for c in clusters if (generated_labels == c).sum() >= min_cells and n_gen - (generated_labels == c).sum() >= 2
+    ]
     gen_scores: dict[str, np.ndarray] = {}
     if gen_ok:
-        # clusters too small in the generated set join the rest, so that every scored group has enough cells
-        grouped = np.where(np.isin(generated_labels, list(gen_ok)), generated_labels, "\0rest")
-        if len(gen_ok) == 1 and not (grouped == "\0rest").any():
-            gen_scores = {}  # a single cluster has no "rest" to compare against
-        else:
-            gen_scores = marker_scores(gen_log, grouped, method=method)
+        gen_log = normalised_csr(generated, log=True)
+        gen_scores = marker_scores(gen_log, generated_labels, method=method, groups=gen_ok)
     per_cluster, markers_real, markers_gen = {}, {}, {}
     for cluster in clusters:
         a = top_markers(real_scores[cluster], n_top)

@@ -55,11 +55,27 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(cdf_a - cdf_b)))
 
 
-def _counts_matrix(x: ArrayLike) -> np.ndarray:
-    dense = x.toarray() if sp.issparse(x) else np.asarray(x)
-    if dense.ndim != 2:
-        raise ValueError(f"counts must be 2-D (cells x genes), got shape {dense.shape}")
-    return dense.astype(np.float64, copy=False)
+def normalised_csr(x: ArrayLike, target: float = 1e4, log: bool = False) -> sp.csr_matrix:
+    """Counts scaled to `target` per cell (log1p of that when `log`), kept sparse: CSR float64, zeros dropped."""
+    m = sp.csr_matrix(x, dtype=np.float64, copy=True)
+    if m.ndim != 2:
+        raise ValueError(f"counts must be 2-D (cells x genes), got shape {m.shape}")
+    m.eliminate_zeros()
+    totals = np.asarray(m.sum(axis=1)).ravel()
+    scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0)
+    m.data *= np.repeat(scale, np.diff(m.indptr))
+    if log:
+        np.log1p(m.data, out=m.data)
+    return m
+
+
+def _column_mean_var(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and unbiased variance of a sparse matrix."""
+    n = m.shape[0]
+    mean = np.asarray(m.sum(axis=0)).ravel() / n
+    sq = np.asarray(m.multiply(m).sum(axis=0)).ravel()
+    var = np.maximum(sq - n * mean**2, 0.0) / max(n - 1, 1)
+    return mean, var
 
 
 def binned_trend_distance(
@@ -137,19 +153,26 @@ def property_distances(
         gene_correlation_mad: mean |difference| of Pearson correlations of log-normalised values among the
             `n_corr_genes` genes with the highest mean (log-normalised) in the real data.
     """
-    real_counts, gen_counts = _counts_matrix(real), _counts_matrix(generated)
+    # sparse throughout: only the `n_corr_genes` columns are ever made dense
+    real_counts, gen_counts = (sp.csr_matrix(m, dtype=np.float64, copy=True) for m in (real, generated))
     if real_counts.shape[1] != gen_counts.shape[1]:
         raise ValueError(f"real {real_counts.shape} and generated {gen_counts.shape} need the same genes")
-    real_norm, gen_norm = normalise_counts(real_counts, target), normalise_counts(gen_counts, target)
-    real_zero_gene, gen_zero_gene = (real_counts == 0).mean(axis=0), (gen_counts == 0).mean(axis=0)
-    real_mean, gen_mean = real_norm.mean(axis=0), gen_norm.mean(axis=0)
-    real_var, gen_var = real_norm.var(axis=0, ddof=1), gen_norm.var(axis=0, ddof=1)
-    real_log, gen_log = np.log1p(real_norm), np.log1p(gen_norm)
+    for m in (real_counts, gen_counts):
+        m.eliminate_zeros()
+    n_real, n_gen = real_counts.shape[0], gen_counts.shape[0]
+    real_zero_gene = 1 - real_counts.getnnz(axis=0) / n_real
+    gen_zero_gene = 1 - gen_counts.getnnz(axis=0) / n_gen
+    real_zero_cell = 1 - real_counts.getnnz(axis=1) / real_counts.shape[1]
+    gen_zero_cell = 1 - gen_counts.getnnz(axis=1) / gen_counts.shape[1]
+    real_mean, real_var = _column_mean_var(normalised_csr(real_counts, target))
+    gen_mean, gen_var = _column_mean_var(normalised_csr(gen_counts, target))
+    real_log, gen_log = normalised_csr(real_counts, target, log=True), normalised_csr(gen_counts, target, log=True)
     n_corr = min(n_corr_genes, real_counts.shape[1])
-    top = np.argsort(-real_log.mean(axis=0), kind="stable")[:n_corr]
+    top = np.argsort(-np.asarray(real_log.mean(axis=0)).ravel(), kind="stable")[:n_corr]
+    real_top, gen_top = real_log[:, top].toarray(), gen_log[:, top].toarray()
     return {
         "library_size_ks": ks_statistic(real_counts.sum(axis=1), gen_counts.sum(axis=1)),
-        "zeros_per_cell_ks": ks_statistic((real_counts == 0).mean(axis=1), (gen_counts == 0).mean(axis=1)),
+        "zeros_per_cell_ks": ks_statistic(real_zero_cell, gen_zero_cell),
         "zeros_per_gene_ks": ks_statistic(real_zero_gene, gen_zero_gene),
         "gene_mean_ks": ks_statistic(real_mean, gen_mean),
         "gene_variance_ks": ks_statistic(real_var, gen_var),
@@ -159,5 +182,5 @@ def property_distances(
         "mean_zeros_trend": binned_trend_distance(
             np.log1p(real_mean), real_zero_gene, np.log1p(gen_mean), gen_zero_gene, n_bins=n_bins
         ),
-        "gene_correlation_mad": gene_correlation_distance(real_log, gen_log, top),
+        "gene_correlation_mad": gene_correlation_distance(real_top, gen_top, np.arange(n_corr)),
     }

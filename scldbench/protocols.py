@@ -19,9 +19,10 @@ from scldbench.metrics import mmd_multi_kernel, rf_auc
 
 def normalise_total(x: ArrayLike, target: float) -> np.ndarray:
     """Scale every cell to `target` total counts (cells with no counts stay zero)."""
-    dense = to_dense(x, np.float64)
-    totals = dense.sum(axis=1, keepdims=True)
-    return np.divide(dense * target, totals, out=np.zeros_like(dense), where=totals > 0)
+    dense = to_dense(x, np.float32)
+    totals = dense.sum(axis=1, keepdims=True, dtype=np.float64)
+    scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0).astype(np.float32)
+    return dense * scale
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def rf_auc(
     Stratified split into a fitting part and a `test_size` evaluation part; PCA to `n_components` fitted on the
     fitting part only; a forest of `n_trees` trees; AUC on the evaluation part.
     """
-    real, generated = np.asarray(real, dtype=np.float64), np.asarray(generated, dtype=np.float64)
+    real, generated = np.asarray(real, dtype=np.float32), np.asarray(generated, dtype=np.float32)
     if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
         raise ValueError(f"real {real.shape} and generated {generated.shape} must be 2-D with equal columns")
     x = np.vstack([real, generated])

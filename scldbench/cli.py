@@ -74,6 +74,7 @@ def run(
     suite: str = typer.Argument(..., help="A built-in suite name (see `scldbench list suites`) or a .toml path."),
     data: str = typer.Option(None, "--data", help="Run on this dataset (name or .h5ad / 10x .h5 / matrix folder)."),
     labels: str = typer.Option(None, "--labels", help="obs column with cell labels (otherwise clusters are computed)."),
+    clusters: int = typer.Option(None, "--clusters", min=2, help="Compute this many Leiden clusters as labels."),
     generators: str = typer.Option(None, "--generators", help="Comma-separated generator names to run."),
     seeds: int = typer.Option(None, "--seeds", min=1, help="Number of seeds (0..N-1), overriding the suite."),
     out: Path = typer.Option(None, "--out", help="Run folder (default runs/<suite>); finished jobs there are reused."),
@@ -87,7 +88,7 @@ def run(
     spec = load_suite(suite)
     chosen = [g.strip() for g in generators.split(",") if g.strip()] if generators else None
     request = RunRequest(
-        suite=spec, out=out or Path("runs") / spec.name, data=data, labels=labels, generators=chosen,
+        suite=spec, out=out or Path("runs") / spec.name, data=data, labels=labels, clusters=clusters, generators=chosen,
         seeds=seeds, device=device, use_cache=not no_cache,
     )
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]

@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,7 @@ class RunRequest:
     out: Path
     data: str | None = None
     labels: str | None = None
+    clusters: int | None = None
     generators: list[str] | None = None
     seeds: int | None = None
     device: str = "auto"
@@ -241,8 +242,12 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     adata, spec, note = resolve_data(suite, request.data)
     defaults: dict[str, Any] = {"labels_key": spec.labels_key, "n_clusters": spec.n_clusters}
     settings = suite.prepare_settings(defaults)
+    if request.labels is not None and request.clusters is not None:
+        raise ScldbenchError("give either --labels (an obs column) or --clusters (computed clusters), not both")
     if request.labels is not None:
-        settings = type(settings)(**(vars(settings) | {"labels_key": request.labels, "n_clusters": None}))
+        settings = replace(settings, labels_key=request.labels, n_clusters=None)
+    if request.clusters is not None:
+        settings = replace(settings, labels_key=None, n_clusters=request.clusters)
     prepared = prepare(adata, settings, use_cache=request.use_cache)
     seeds = tuple(range(request.seeds)) if request.seeds else suite.seeds
     jobs = plan_jobs(suite, prepared, request.generators, seeds)

@@ -4,6 +4,11 @@ Both estimate a data manifold as the union of balls around points, each ball's r
 its centre to its k-th nearest neighbour within the same set (the centre itself excluded). A point lies inside
 a ball when its Euclidean distance to the centre is at most the radius (closed balls). Inputs are points in
 one shared representation (e.g. a PCA of normalised counts), cells x features.
+
+Read precision together with recall or coverage: in a PCA fitted on real cells, cells without gene structure
+(shuffled genes, Poisson noise) project near the centre of the real cloud, where real balls are large, and score
+a precision as high as real cells do (measured on pbmc68k-mini, PCA-5 to PCA-50); their recall and coverage are
+near 0.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ class ScGAN(Generator):
             opt_g.step()
             sched_g.step()
             if step % 100 == 0 or step == self.steps - 1:
-                history.append((step, float(loss_c), float(loss_g)))
+                history.append((step, loss_c.item(), loss_g.item()))
         return history
 
     def _critic_loss(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:

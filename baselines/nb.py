@@ -31,7 +31,8 @@ ALL_CELLS = "__all__"
 _R_MIN, _R_MAX = 1e-3, 1e6
 _BISECTION_STEPS = 45
 _SIZE_BINS = 32
-_CHUNK_CELLS = 4096
+#: dense entries (cells x genes) generated at a time, to keep memory bounded on large gene sets
+_CHUNK_ENTRIES = 2**22
 
 
 @dataclass
@@ -121,6 +122,11 @@ def nb_mle(
     return mu, phi
 
 
+def chunk_rows(n_genes: int) -> int:
+    """How many cells to generate at a time so that a dense chunk stays near `_CHUNK_ENTRIES` values."""
+    return max(1, _CHUNK_ENTRIES // max(n_genes, 1))
+
+
 def sample_nb(rng: np.random.Generator, mean: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
     """Gamma-Poisson draws with the shape of `mean`; `dispersion` broadcasts against it (0 = Poisson)."""
     phi = np.broadcast_to(dispersion, mean.shape)
@@ -194,8 +200,9 @@ class NegativeBinomial(Generator):
 
     def _sample_group(self, fit: NBFit, n: int) -> sp.csr_matrix:
         parts = []
-        for start in range(0, n, _CHUNK_CELLS):
-            k = min(_CHUNK_CELLS, n - start)
+        step = chunk_rows(fit.mean.size)
+        for start in range(0, n, step):
+            k = min(step, n - start)
             if self.library_size == "empirical":
                 s = self._rng.choice(fit.size_factors.astype(np.float64), size=k)
             else:

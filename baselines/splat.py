@@ -47,11 +47,10 @@ import scipy.sparse as sp
 from scipy.optimize import curve_fit, minimize
 from scipy.special import digamma, gammaln, polygamma
 
-from baselines.nb import ALL_CELLS, groups_to_sample
+from baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
-_CHUNK_CELLS = 2048
 #: MAD multiple above the median log mean that marks an expression outlier (splatEstimate's rule)
 _OUTLIER_MADS = 2.0
 #: genes with at least this mean count per cell enter the BCV fit (low counts carry little dispersion signal)
@@ -302,8 +301,9 @@ def simulate_cells(
     """Counts of `n` cells of group index `group`, in chunks so that memory stays bounded."""
     proportions = state.group_means[group] / state.group_means[group].sum()
     parts = []
-    for start in range(0, n, _CHUNK_CELLS):
-        k = min(_CHUNK_CELLS, n - start)
+    step = chunk_rows(proportions.size)
+    for start in range(0, n, step):
+        k = min(step, n - start)
         lib = rng.lognormal(params.lib_loc, params.lib_scale, size=k)
         mu = lib[:, None] * proportions[None, :]
         expressed = mu > 0

@@ -36,12 +36,13 @@ from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from baselines.nb import ALL_CELLS, groups_to_sample
+from baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
 _DENSITIES = ("equalize", "inverse", "uniform")
 _DECODERS = ("neighbours", "pca")
+_PCA_FIT_CELLS = 5000
 _DISTANCE_CHUNK = 2048
 
 
@@ -180,12 +181,7 @@ class Sugar(Generator):
         x = sp.csr_matrix(adata.X, dtype=np.float64)[keep]
         groups = groups[keep]
         lib = np.asarray(x.sum(axis=1)).ravel()
-        logged = log_normalise(x, self.target_sum)
-        k = min(self.n_components, logged.shape[0] - 1, logged.shape[1])
-        pca = PCA(n_components=max(k, 1), svd_solver="randomized", random_state=self.seed).fit(logged)
-        self.pca_mean_ = pca.mean_.astype(np.float32)
-        self.pca_components_ = pca.components_.astype(np.float32)
-        coords = pca.transform(logged)
+        coords = self._fit_pca(x)
         proportions = sp.diags(1 / np.maximum(lib, 1e-12)) @ x
         self.clusters_ = {}
         for g in np.unique(groups):
@@ -194,6 +190,24 @@ class Sugar(Generator):
             if self.decode == "neighbours":
                 cluster.profiles = sp.csr_matrix(proportions[rows], dtype=np.float32)
             self.clusters_[str(g)] = cluster
+
+    def _fit_pca(self, x: sp.csr_matrix) -> np.ndarray:
+        """PCA of log-normalised counts fitted on at most `_PCA_FIT_CELLS` cells; coordinates of all cells,
+        computed in chunks so that only a chunk is ever dense."""
+        fit_rows = np.arange(x.shape[0])
+        if fit_rows.size > _PCA_FIT_CELLS:
+            fit_rows = np.sort(self._rng.choice(fit_rows, _PCA_FIT_CELLS, replace=False))
+        logged = log_normalise(x[fit_rows], self.target_sum)
+        k = min(self.n_components, logged.shape[0] - 1, logged.shape[1])
+        pca = PCA(n_components=max(k, 1), svd_solver="randomized", random_state=self.seed).fit(logged)
+        del logged
+        self.pca_mean_ = pca.mean_.astype(np.float32)
+        self.pca_components_ = pca.components_.astype(np.float32)
+        step = chunk_rows(x.shape[1])
+        return np.vstack([
+            pca.transform(log_normalise(x[start : start + step], self.target_sum))
+            for start in range(0, x.shape[0], step)
+        ])
 
     def _reference_cells(self, groups: np.ndarray) -> np.ndarray:
         """At most `max_reference` cells per cluster (a seeded random subset of larger clusters)."""
@@ -235,13 +249,19 @@ class Sugar(Generator):
             new = points[centres] + self.noise_scale * noise
             if self.mgc_steps > 0:
                 new = mgc_diffuse(new, points, cluster.bandwidth, self.mgc_steps)
-            if self.decode == "neighbours":
-                profile = neighbour_profiles(new, points, cluster.profiles, cluster.bandwidth)
-            else:
-                profile = self._pca_profiles(new)
             lib = self._rng.choice(cluster.library_sizes.astype(np.float64), size=m)
-            parts.append(sp.csr_matrix(self._rng.poisson(profile * lib[:, None]).astype(np.float32)))
+            step = chunk_rows(self.n_genes)
+            for first in range(0, m, step):
+                profile = self._profiles(new[first : first + step], cluster, points)
+                counts = self._rng.poisson(profile * lib[first : first + step, None]).astype(np.float32)
+                parts.append(sp.csr_matrix(counts))
         return sp.vstack(parts, format="csr")
+
+    def _profiles(self, coords: np.ndarray, cluster: SugarCluster, points: np.ndarray) -> np.ndarray:
+        if self.decode == "neighbours":
+            assert cluster.profiles is not None
+            return neighbour_profiles(coords, points, cluster.profiles, cluster.bandwidth)
+        return self._pca_profiles(coords)
 
     def _pca_profiles(self, coords: np.ndarray) -> np.ndarray:
         """Inverse PCA to log1p(normalised expression), clipped at 0, expm1, scaled to proportions."""

@@ -247,8 +247,6 @@ def estimate_splat(
 ) -> tuple[SplatParams, np.ndarray, np.ndarray]:
     """Splat parameters from counts; also the normalised gene means and the empirical DE factors."""
     lib = library_sizes(x)
-    if np.any(lib <= 0):
-        raise ScldbenchError("splat: every training cell needs at least one count")
     groups = np.full(lib.size, ALL_CELLS) if groups is None else np.asarray(groups).astype(str)
     names, counts = np.unique(groups, return_counts=True)
     means = normalised_means(x, lib)
@@ -369,6 +367,7 @@ class Splat(Generator):
         base = draw_base_means(params, self._rng)
         if self.gene_order == "rank":
             base = np.sort(base)[np.argsort(np.argsort(observed_means, kind="stable"), kind="stable")]
+            base[observed_means <= 0] = 0.0  # a gene never seen in training is never generated
         if self.de == "simulated":
             factors = draw_de_factors(params, self._rng)
         self.params_ = params

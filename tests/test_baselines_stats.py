@@ -108,6 +108,24 @@ def test_conditional_sampling_honours_labels(fitted, train: ad.AnnData) -> None:
         assert nearest == c, f"{name}: cells generated for {c} are nearest to real cluster {nearest}"
 
 
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_unlabelled_fit_tiny_clusters_and_silent_genes(name: str, train: ad.AnnData) -> None:
+    sub = train[:60].copy()
+    x = _dense(sub.X)
+    x[:, :5] = 0  # genes never seen
+    sub.X = sp.csr_matrix(x)
+    labels = np.array(["big"] * 58 + ["pair", "single"])
+    sub.obs["tiny"] = pd.Categorical(labels[: sub.n_obs])
+    out = FACTORIES[name](0).fit(sub).sample(30)
+    assert out.shape == (30, sub.n_vars) and LABELS not in out.obs
+    gen = FACTORIES[name](0).fit(sub, labels_key="tiny")
+    out = gen.sample(9, {"big": 3, "pair": 3, "single": 3})
+    counts = _dense(out.X)
+    assert np.all(np.isfinite(counts)) and counts.min() >= 0
+    if name != "splat-simulated-de-dropout":  # with gene_order="random" Splat's genes have no real counterpart
+        assert counts[:, :5].sum() == 0
+
+
 # ------------------------------------------------------------------------------------------ NB estimation
 def _nb_data(n: int, size_factors: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)

@@ -99,6 +99,7 @@ class Activa(Generator):
         draw_batch: int = 512,
         max_draw_rounds: int = 50,
         total: float = SCGAN_TOTAL,
+        log_scale: bool = True,
         count_sampling: str = "round",
         seed: int = 0,
         device: str = "auto",
@@ -122,6 +123,7 @@ class Activa(Generator):
         if self.max_draw_rounds < 1:
             raise ScldbenchError(f"max_draw_rounds must be at least 1, got {max_draw_rounds}")
         self.total = float(total)
+        self.log_scale = bool(log_scale)
         self.count_sampling = check_count_mode(count_sampling)
         self.fallback_cells = 0
 
@@ -129,7 +131,7 @@ class Activa(Generator):
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
         counts = dense_counts(adata.X)
         dev = self.device
-        data = torch.as_tensor(scale_counts(counts, self.total), device=dev)
+        data = torch.as_tensor(scale_counts(counts, self.total, self.log_scale), device=dev)
         y = encode_labels(labels, self.label_categories, dev) if labels is not None else None
         n_genes = counts.shape[1]
         self.library = LibraryPrior(counts, labels)
@@ -244,7 +246,7 @@ class Activa(Generator):
         else:
             logged, probs = self._draw(n_cells)
             assigned = None if probs is None else np.asarray(self.label_categories)[probs.argmax(axis=1)]
-        profiles = unscale(torch.as_tensor(logged)).numpy()
+        profiles = unscale(torch.as_tensor(logged), self.log_scale).numpy()
         libraries = self.library.draw(assigned, n_cells, self._rng)
         counts = to_counts(profiles, libraries, self.count_sampling, self._rng)
         return (counts, assigned) if assigned is not None else counts

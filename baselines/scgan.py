@@ -189,8 +189,10 @@ class ScGAN(Generator):
                 loss_c.backward()
                 opt_c.step()
             sched_c.step()
-            y = y_all[next(batches)] if y_all is not None else None
-            loss_g = -self.critic(self.gen(self._noise(len(idx)), y), y).mean()
+            # the generator's cells take the cluster mix of a real batch
+            idx = next(batches)
+            y = y_all[idx] if y_all is not None else None
+            loss_g = -self.critic(self.gen(self._noise(idx.numel()), y), y).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()

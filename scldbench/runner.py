@@ -165,11 +165,13 @@ def _one_line(exc: BaseException) -> str:
 
 def run_job(
     job: Job, prepared: PreparedData, protocol: Protocol, suite: Suite, device: str, store: RunStore,
-    reporter: Reporter,
+    reporter: Reporter, dataset: dict[str, Any],
 ) -> dict[str, Any]:
+    """Fit, sample and score one job; the record is written whatever happens (failures included)."""
     settings = suite.evaluate
     record: dict[str, Any] = {
-        "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, "generator": job.generator,
+        "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
+        "generator": job.generator,
         "label": job.label, "params": job.params, "seed": job.seed, "protocol": protocol.name,
         "protocol_description": protocol.description, "status": "running", "error": None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -270,10 +272,10 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
         previous = store.read_record(job.job_id)
         if previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key:
             record = previous | {"reused": True}
+            store.write_record(job.job_id, record)
         else:
-            record = run_job(job, prepared, protocol, suite, request.device, store, reporter)
-        record.update({"dataset": spec.name, "dataset_note": note})
-        store.write_record(job.job_id, record)
+            dataset = {"dataset": spec.name, "dataset_note": note}
+            record = run_job(job, prepared, protocol, suite, request.device, store, reporter, dataset)
         records.append(record)
         reporter.done(job, record)
     return RunResult(store, records, spec.name, note, run_info)

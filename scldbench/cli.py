@@ -167,7 +167,7 @@ def list_suites_cmd() -> None:
         table.add_column(col)
     for name in sorted(builtin_suites()):
         s = load_suite(name)
-        gens = "all registered" if s.generators is None else ", ".join(e.label for e in s.generators)
+        gens = ", ".join((["all registered"] if s.include_all else []) + [e.label for e in s.generators])
         dataset = s.dataset + (f" (or {s.fallback_dataset})" if s.fallback_dataset else "")
         table.add_row(name, dataset, s.protocol, str(len(s.seeds)), gens, s.description)
     console.print(table)

@@ -112,19 +112,19 @@ def resolve_data(suite: Suite, data: str | None) -> tuple[Any, Any, str | None]:
 
 
 def _entries(suite: Suite, only: list[str] | None) -> list[GeneratorEntry]:
-    if suite.generators is None:
-        names = generator_names()
-        generators = [n for n in names if n not in CONTROL_ORDER] + [n for n in CONTROL_ORDER if n in names]
-        entries = [GeneratorEntry(n, n) for n in generators]
-    else:
-        entries = list(suite.generators)
-        known = set(generator_names())
-        for e in entries:
-            if e.name not in known:
-                raise ScldbenchError(
-                    f"suite {suite.name!r} names unknown generator {e.name!r}{suggest(e.name, known)}; "
-                    "see `scldbench list generators`"
-                )
+    known = generator_names()
+    for e in suite.generators:
+        if e.name not in known:
+            raise ScldbenchError(
+                f"suite {suite.name!r} names unknown generator {e.name!r}{suggest(e.name, known)}; "
+                "see `scldbench list generators`"
+            )
+    entries = list(suite.generators)
+    if suite.include_all:
+        labels = {e.label for e in entries}
+        defaults = [GeneratorEntry(n, n) for n in known if n not in labels]
+        controls = sorted((e for e in defaults if e.name in CONTROL_ORDER), key=lambda e: CONTROL_ORDER.index(e.name))
+        entries = [e for e in defaults if e.name not in CONTROL_ORDER] + entries + controls
     if only:
         available = {e.label for e in entries} | {e.name for e in entries}
         for name in only:

@@ -7,7 +7,7 @@ dataset = "pbmc68k"                 # a named dataset or a path
 fallback_dataset = "pbmc68k-mini"   # used, and stated in every output, when `dataset` cannot be had
 protocol = "scgan-v1"
 seeds = 3                           # or a list, e.g. [0, 1, 2]
-generators = ["*"]                  # every registered generator; or names / inline tables:
+generators = ["*"]                  # "*" is every registered generator; beside it, names and variants:
                                     # { name = "scld", label = "scld-add", params = { fusion = "add" } }
 [prepare]                           # overrides of PrepareSettings (labels_key, n_clusters, test_fraction...)
 [evaluate]                          # n_trees, per_cluster, min_cluster_cells, guidance, n_generated
@@ -75,7 +75,9 @@ class Suite:
     fallback_dataset: str | None
     protocol: str
     seeds: tuple[int, ...]
-    generators: tuple[GeneratorEntry, ...] | None  # None means every registered generator
+    generators: tuple[GeneratorEntry, ...]
+    #: "*" in the list: every registered generator runs (with default parameters) beside the entries
+    include_all: bool
     prepare: dict[str, Any]
     evaluate: EvaluateSettings
     params: dict[str, dict[str, Any]]
@@ -101,13 +103,15 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _generators(value: Any, where: str) -> tuple[GeneratorEntry, ...] | None:
-    if value == ["*"] or value == "*":
-        return None
+def _generators(value: Any, where: str) -> tuple[GeneratorEntry, ...]:
+    if value == "*":
+        value = ["*"]
     if not isinstance(value, list) or not value:
         raise _fail(where, "generators", 'must be ["*"] or a non-empty list of names or {name, label, params} tables')
     entries = []
     for item in value:
+        if item == "*":
+            continue
         if isinstance(item, str):
             entries.append(GeneratorEntry(item, item))
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
@@ -173,6 +177,7 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
         protocol=protocol,
         seeds=_seeds(data.get("seeds", 1), where),
         generators=_generators(data.get("generators", ["*"]), where),
+        include_all="*" in data.get("generators", ["*"]),
         prepare=prepare,
         evaluate=evaluate_settings,
         params=params,

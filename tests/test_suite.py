@@ -21,7 +21,7 @@ def test_builtin_suites_load():
         suite = load_suite(name)
         assert suite.name == name and suite.seeds
     pbmc = load_suite("pbmc")
-    assert pbmc.generators is None and pbmc.fallback_dataset == "pbmc68k-mini"
+    assert pbmc.include_all and pbmc.fallback_dataset == "pbmc68k-mini"
 
 
 def test_generator_variants_and_params(tmp_path):
@@ -61,3 +61,13 @@ def test_mistakes_name_file_key_and_problem(tmp_path, text, message):
 def test_unknown_suite_suggests_close_names():
     with pytest.raises(ScldbenchError, match="unknown suite 'pbcm'.*did you mean: pbmc"):
         load_suite("pbcm")
+
+
+def test_star_runs_every_registered_generator_beside_variants(pbmc_prepared):
+    from scldbench.registry import generator_names
+    from scldbench.runner import plan_jobs
+
+    suite = load_suite("pbmc")
+    labels = [job.label for job in plan_jobs(suite, pbmc_prepared, None, (0,))]
+    assert set(generator_names()) | {"nb-libsize"} == set(labels)
+    assert labels[-3:] == ["positive", "shuffle", "random"]

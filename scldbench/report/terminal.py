@@ -1,0 +1,61 @@
+"""Rich (terminal) renderings of the report tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from scldbench.report import formatting as fmt
+from scldbench.report import tables
+from scldbench.report.leaderboard import Board
+from scldbench.report.metrics_info import RANKING_NOTE
+
+Record = dict[str, Any]
+
+
+def _text(cell: tables.Cell) -> Text:
+    if cell.best:
+        return Text(f"{cell.text} {fmt.BEST}", style="bold green")
+    if cell.warn:
+        return Text(cell.text, style="yellow")
+    if cell.error:
+        return Text(cell.text, style="red")
+    return Text(cell.text)
+
+
+def rich_table(table: tables.TableData) -> Table:
+    caption = "\n".join(table.notes) or None
+    out = Table(title=table.title, caption=caption, caption_justify="left")
+    for i, header in enumerate(table.headers):
+        out.add_column(header, justify="left" if i in table.text_columns else "right", overflow="fold",
+                       no_wrap=i == 0, max_width=None if i == 0 else 36)
+    for row in table.rows:
+        out.add_row(*(_text(c) for c in row))
+    return out
+
+
+def print_boards(console: Console, boards: Sequence[Board], metrics: Sequence[str] | None = None,
+                 sort: str | None = None) -> None:
+    for board in boards:
+        console.print(rich_table(tables.leaderboard_table(board, metrics)))
+        for note in board.notes:
+            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    if sort:
+        console.print(f"rows sorted by {sort}, best first", highlight=False)
+    console.print(RANKING_NOTE, style="dim", highlight=False)
+
+
+def print_run(console: Console, info: Record, records: Sequence[Record], boards: Sequence[Board],
+              metrics: Sequence[str] | None = None) -> None:
+    for name, value in tables.run_header(info, records):
+        style = "yellow" if name == "note" else "bold"
+        console.print(Text(f"{name}: ", style=style) + Text(value))
+    print_boards(console, boards, metrics)
+    for extra in (tables.per_cluster_table(records), tables.guidance_table(records)):
+        if extra is not None:
+            console.print(rich_table(extra))
+    console.print(rich_table(tables.jobs_table(records)))

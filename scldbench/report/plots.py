@@ -57,8 +57,7 @@ def cluster_heatmap(records: Sequence[Record]) -> bytes | None:
     if not labels or not clusters:
         return None
     fig, ax = plt.subplots(figsize=(1.2 + 0.62 * len(clusters), 1.0 + 0.45 * len(labels)))
-    cmap = matplotlib.colormaps["RdYlGn_r"].copy()
-    cmap.set_bad("#dddddd")
+    cmap = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad="#dddddd")
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0.5, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(clusters)), clusters)
     ax.set_yticks(range(len(labels)), labels)
@@ -100,7 +99,7 @@ def guidance_sweep(records: Sequence[Record]) -> bytes | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("fraction classified as the target cluster")
-    fig.suptitle("Guidance sweep (mean over seeds; band: min–max)")
+    fig.suptitle("Guidance sweep (mean over seeds; band: min–max)", y=1.04)
     return to_png(fig)
 
 
@@ -120,8 +119,8 @@ def training_times(records: Sequence[Record]) -> bytes | None:
         mean = np.maximum(mean, floor)
         err = np.array([[m - max(min(v), floor), max(v) - m] for m, v in zip(mean, values, strict=True)]).T
         ax.barh(y + offset, mean, height=0.38, color=colour, xerr=np.maximum(err, 0), label=key.replace("_", " "))
-        for yi, m in zip(y + offset, mean, strict=True):
-            ax.text(m * 1.15, yi, f"{m:.3g} s", va="center", fontsize=7)
+        for yi, m, v in zip(y + offset, mean, values, strict=True):
+            ax.text(max(m, np.nanmax(v)) * 1.3, yi, f"{m:.3g} s", va="center", fontsize=7)
     ax.set_xscale("log")
     ax.set_yticks(y, labels)
     ax.invert_yaxis()

@@ -26,8 +26,10 @@ dl.header dt { font-weight: 600; color: #4a5568; } dl.header dd { margin: 0; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: .84rem; margin: .5rem 0; }
 th, td { padding: .28rem .55rem; border-bottom: 1px solid #e3e7ee; white-space: nowrap; }
-th { background: #f3f5f9; text-align: left; position: sticky; top: 0; }
+th { background: #f3f5f9; text-align: left; white-space: normal; min-width: 2.5rem; max-width: 6.5rem;
+     vertical-align: bottom; }
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
+span.pm { display: block; font-size: .75em; color: #6b7280; font-weight: 400; }
 td.best { font-weight: 700; background: #e3f5e6; }
 td.warn { background: #fde2e1; color: #9b1c1c; }
 td.error { color: #b42318; white-space: normal; max-width: 40rem; }
@@ -41,7 +43,12 @@ figcaption { font-size: .85rem; color: #4a5568; }
 def _cell_html(cell: tables.Cell, text_column: bool) -> str:
     classes = [] if text_column else ["num"]
     classes += [name for name, on in (("best", cell.best), ("warn", cell.warn), ("error", cell.error)) if on]
-    text = escape(cell.text) + (f" {fmt.BEST}" if cell.best else "")
+    mean, sep, half = cell.text.partition(" ± ")
+    text = escape(mean) + (f" {fmt.BEST}" if cell.best else "")
+    if sep and not text_column:
+        text += f'<span class="pm">± {escape(half)}</span>'
+    elif sep:
+        text = escape(cell.text)
     attr = f' class="{" ".join(classes)}"' if classes else ""
     return f"<td{attr}>{text}</td>"
 
@@ -132,5 +139,5 @@ def run_html(info: Record, records: Sequence[Record], boards: Sequence[Board], f
             parts.append(figure)
             if table is not None:
                 parts.append(table_html(table))
-    parts += ["<h2>Jobs</h2>", table_html(tables.jobs_table(records), "jobs")]
+    parts.append(table_html(tables.jobs_table(records), "jobs", level=2))
     return page(f"scldbench report: {info.get('suite', 'run')}", "\n".join(parts))

@@ -54,7 +54,7 @@ def register(app: typer.Typer, friendly: Callable[..., Any], console: Console) -
         output: Path = typer.Option(None, "--output", "-o", help="File to write (default STORE/leaderboard.md|html)."),
         metrics: str = typer.Option(None, "--metrics", help=METRICS_HELP),
     ) -> None:
-        """One table per dataset and protocol across all runs in STORE: mean [95% interval], best marked."""
+        """One table per dataset and protocol across all runs in STORE: mean ± 95% interval, best marked."""
         build.check_choice(form, build.FORMATS, "--format")
         chosen = build.parse_metrics(metrics)
         boards = build.store_boards(store, sort, chosen)

@@ -75,8 +75,8 @@ def figure_html(png: bytes | None, caption: str, alt: str) -> str:
             f"<figcaption>{escape(caption)}</figcaption></figure>\n")
 
 
-def board_html(board: Board, metrics: Sequence[str] | None = None) -> str:
-    parts = [table_html(tables.leaderboard_table(board, metrics), "leaderboard")]
+def board_html(board: Board, metrics: Sequence[str] | None = None, level: int = 3) -> str:
+    parts = [table_html(tables.leaderboard_table(board, metrics), "leaderboard", level=level)]
     parts += [f'<div class="note">note: {escape(n)}</div>' for n in board.notes]
     if board.protocol_description:
         parts.append(f'<p class="rules">Protocol {escape(board.protocol)}: {escape(board.protocol_description)}</p>')
@@ -108,8 +108,7 @@ def leaderboard_html(boards: Sequence[Board], figures: dict[str, bytes | None] |
     if sort:
         parts.append(f'<p class="rules">Rows sorted by <code>{escape(sort)}</code>, best first.</p>')
     for board in boards:
-        parts.append(f"<h2>{escape(board.title)}</h2>")
-        parts.append(board_html(board, metrics))
+        parts.append(board_html(board, metrics, level=2))
         parts.append(figure_html(figures.get(board.title), "Training and sampling time per generator (log scale).",
                                  f"training time, {board.title}"))
     return page("scldbench leaderboard", "\n".join(parts))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,7 +149,3 @@ def run_header(info: Record, records: Sequence[Record]) -> list[tuple[str, str]]
         ("created", str(info.get("created_at", "–"))),
     ]
     return pairs
-
-
-def has_value(value: float) -> bool:
-    return value is not None and math.isfinite(value)

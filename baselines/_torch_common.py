@@ -6,7 +6,7 @@ RNG, learning-rate decay, library-size priors per cluster, and the way back from
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -156,6 +156,6 @@ def to_counts(profiles: np.ndarray, libraries: np.ndarray, mode: str, rng: np.ra
 
 
 @torch.no_grad()
-def in_chunks(fn, n: int, chunk: int = 4096) -> list[torch.Tensor]:
+def in_chunks(fn: Callable[[int, int], torch.Tensor], n: int, chunk: int = 4096) -> list[torch.Tensor]:
     """Call `fn(start, stop)` over [0, n) in chunks so large requests do not exhaust memory."""
     return [fn(start, min(start + chunk, n)) for start in range(0, n, chunk)]

@@ -111,8 +111,10 @@ class CountVAE(Generator):
     CPU and are also the "paper-scale" setting (scVI uses the same network on large data with fewer epochs).
     `conditional=True` feeds the cluster one-hot to encoder and decoder and fits the library prior per
     cluster; `conditional=False` is unconditional (library prior from all training cells) and cannot be
-    asked for clusters. Generation: z ~ N(0, I), library ~ log-normal, counts ~ NB(proportions x library,
-    theta); posterior-predictive sampling of real cells is never used.
+    asked for clusters. `dispersion`: "gene-cluster" (default, scVI's "gene-label": one inverse dispersion
+    per gene and cluster) or "gene"; either starts from method-of-moments estimates.
+    Generation: z ~ N(0, I), library ~ log-normal, counts ~ NB(proportions x library, theta);
+    posterior-predictive sampling of real cells is never used.
     """
 
     name = "vae"

@@ -173,6 +173,7 @@ def run_job(
         "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
         "generator": job.generator,
         "label": job.label, "params": job.params, "seed": job.seed, "protocol": protocol.name,
+        "fingerprint": prepared.fingerprint, "evaluate": vars(settings),
         "protocol_description": protocol.description, "status": "running", "error": None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(), "device": describe_device(resolve_device(device)),

@@ -97,7 +97,7 @@ def test_sample_draws_extra_cells_and_returns_exactly_the_request(keep: float, m
     request = {"a": 7, "b": 10, "c": 1}
     out = model.sample(18, labels=request)
     assert out.n_obs == 18
-    assert out.obs["kind"].value_counts().to_dict() == request
+    assert out.obs["kind"].value_counts().to_dict() == request  # every label asked for
     assert sum(drawn) == sum(int(np.ceil(n / keep)) for n in request.values())
     drawn.clear()
     out = model.sample(33)  # unconditional: proportional labels, assigned labels come back

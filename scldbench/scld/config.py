@@ -20,8 +20,8 @@ class SCLDConfig:
     # autoencoder (trained first; its latent is what diffuses)
     latent_dim: int = 64
     ae_hidden: int = 512
-    ae_activation: str = "relu"
-    ae_latent_activation: str = "tanh"
+    ae_activation: str = "elu"
+    ae_latent_activation: str = "elu"
     ae_loss: str = "poisson"
     ae_epochs: int = 100
     ae_lr: float = 1e-3

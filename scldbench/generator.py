@@ -243,6 +243,15 @@ class Generator(ABC):
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None) -> SampleOutput:
         """Return an (n_cells x n_genes) non-negative matrix, optionally with the labels it assigned."""
 
+    def diagnose(
+        self, unseen: ad.AnnData, test: ad.AnnData, *, protocol: str, seed: int, n_trees: int | None = None
+    ) -> dict[str, Any]:
+        """Model-specific checks after fit, given real cells it never saw (`unseen`) and the real test cells.
+
+        The runner stores what this returns under the record's `diagnostics`; the default has nothing to add.
+        """
+        return {}
+
     # ----------------------------------------------------------------- persistence
     def _state(self) -> dict[str, Any]:
         """What `save` stores beyond the parameters; by default every attribute (torch modules included)."""

@@ -223,9 +223,13 @@ def run_job(
                 cluster = rarest_cluster(prepared, settings.min_cluster_cells)
             make = lambda: get_generator(job.generator).create(seed=job.seed, device=device, **job.params)  # noqa: E731
             record["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
-        diagnostics = getattr(generator, "diagnostics", None)
-        if isinstance(diagnostics, dict):
-            record["diagnostics"] = diagnostics
+        if not generator.uses_holdout:
+            reporter.stage(job, "diagnostics")
+            checks = generator.diagnose(
+                prepared.holdout, prepared.test, protocol=protocol.name, seed=job.seed, n_trees=settings.n_trees
+            )
+            diagnostics = getattr(generator, "diagnostics", None)
+            record["diagnostics"] = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
         record["status"] = "ok"
     except Exception as exc:  # one failing job must not stop the others
         record["status"] = "failed"

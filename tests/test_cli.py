@@ -152,3 +152,30 @@ def test_a_plugin_package_registers_through_the_entry_point(tmp_path, monkeypatc
     record = json.loads(runner.invoke(app, ["show", str(out), "--json"]).output)[0]
     assert record["status"] == "ok" and record["metrics"]["rf_auc"] > 0.5
     sys.modules.pop("my_plugin", None)
+
+
+class SelfChecking(Generator):
+    """Poisson at gene means, reporting how many unseen real cells its diagnostics saw."""
+
+    name = "self-checking"
+
+    def _fit(self, adata, labels):
+        self.means = np.asarray(adata.X.mean(axis=0)).ravel()
+
+    def _sample(self, n_cells, labels, guidance):
+        return self._rng.poisson(self.means, size=(n_cells, self.n_genes))
+
+    def diagnose(self, unseen, test, *, protocol, seed, n_trees=None):
+        return {"unseen_cells": unseen.n_obs, "test_cells": test.n_obs, "protocol": protocol}
+
+
+def test_generator_diagnostics_land_in_the_record(tmp_path):
+    registry.register("self-checking", SelfChecking)
+    try:
+        out = tmp_path / "run"
+        result = runner.invoke(app, ["run", suite_file(tmp_path, '["self-checking"]'), "--out", str(out)])
+    finally:
+        registry.unregister("self-checking")
+    assert result.exit_code == 0, result.output
+    record = json.loads(runner.invoke(app, ["show", str(out), "--json"]).output)[0]
+    assert record["diagnostics"] == {"unseen_cells": 140, "test_cells": 140, "protocol": "scgan-v1"}

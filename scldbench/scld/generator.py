@@ -269,6 +269,12 @@ class SCLD(Generator):
             out.append(draw_counts(mean, self.config.count_sampling, self._ae.log_theta).cpu().numpy())
         return np.concatenate(out)
 
+    def diagnose(
+        self, unseen: ad.AnnData, test: ad.AnnData, *, protocol: str, seed: int, n_trees: int | None = None
+    ) -> dict[str, Any]:
+        """The autoencoder's ceiling: real cells it never saw, encoded and decoded, scored against real test cells."""
+        return {"ae_ceiling": self.autoencoder_ceiling(test, unseen, protocol=protocol, seed=seed, n_trees=n_trees)}
+
     def autoencoder_ceiling(
         self,
         test_adata: ad.AnnData,

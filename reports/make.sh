@@ -1,24 +1,19 @@
 #!/usr/bin/env bash
-# Regenerate the checked-in leaderboards from real runs. Runs go to runs/reports/<name>; the Markdown and
-# HTML leaderboards land in reports/. The development sets (pbmc3k, mouse bladder) are read from $SHARED_DATA
-# when it is set; without it only the embedded pbmc68k-mini runs are made.
+# Remake the checked-in leaderboards from real runs (see reports/README.md). With SHARED_DATA pointing at a
+# folder holding pbmc3k_raw.h5ad, the pbmc3k leaderboard is made too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-store=runs/reports
 
-run() {  # run NAME ARGS...: one suite run into its own folder, then its leaderboard
-    local name=$1; shift
-    scldbench run "$@" --out "$store/$name" || true  # a failed job is recorded; the leaderboard shows it
-    scldbench leaderboard "$store/$name" --format md --output "reports/$name.md"
-    scldbench leaderboard "$store/$name" --format html --output "reports/$name.html"
-}
+scldbench run pbmc --out runs/pbmc || true  # a failed job is recorded, and the leaderboard shows it
+scldbench leaderboard runs/pbmc --format md --output reports/pbmc-mini.md
+scldbench leaderboard runs/pbmc --format html --output reports/pbmc-mini.html
 
-run pbmc-mini pbmc --seeds 3
-run pbmc-clusters-mini pbmc-clusters
-run pbmc-guidance-mini pbmc-guidance
-run pbmc-fusion-mini pbmc-fusion
+scldbench run pbmc-guidance --out runs/pbmc-guidance || true
+scldbench report runs/pbmc-guidance --format md --output reports/pbmc-guidance-mini.md
+scldbench report runs/pbmc-guidance --format html --output reports/pbmc-guidance-mini.html
 
 if [ -n "${SHARED_DATA:-}" ]; then
-    run pbmc3k pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3
-    run bladder pbmc --data "$SHARED_DATA/mouse_bladder_2100.h5ad" --labels label --seeds 3
+    scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3 --out runs/pbmc3k || true
+    scldbench leaderboard runs/pbmc3k --format md --output reports/pbmc3k.md
+    scldbench leaderboard runs/pbmc3k --format html --output reports/pbmc3k.html
 fi

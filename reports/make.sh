@@ -8,6 +8,10 @@ scldbench run pbmc --out runs/pbmc || true  # a failed job is recorded, and the 
 scldbench leaderboard runs/pbmc --format md --output reports/pbmc-mini.md
 scldbench leaderboard runs/pbmc --format html --output reports/pbmc-mini.html
 
+scldbench run pbmc-clusters --out runs/pbmc-clusters || true
+scldbench report runs/pbmc-clusters --format md --output reports/pbmc-clusters-mini.md
+scldbench report runs/pbmc-clusters --format html --output reports/pbmc-clusters-mini.html
+
 scldbench run pbmc-guidance --out runs/pbmc-guidance || true
 scldbench report runs/pbmc-guidance --format md --output reports/pbmc-guidance-mini.md
 scldbench report runs/pbmc-guidance --format html --output reports/pbmc-guidance-mini.html

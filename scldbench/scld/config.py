@@ -10,6 +10,7 @@ from scldbench.errors import ScldbenchError
 AE_LOSSES = ("mse", "poisson", "nb")
 COUNT_SAMPLING = ("poisson", "nb", "mean")
 LIBRARY_MODES = ("empirical", "latent")
+DISPERSIONS = ("moments", "learned")
 FUSIONS = ("cat", "add", "attention")
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("linear", "cosine")
@@ -28,7 +29,11 @@ class SCLDConfig:
     ae_batch_size: int = 128
     ae_weight_decay: float = 0.0
     # how a decoded profile becomes counts, and where each cell's library size comes from
-    count_sampling: str = "poisson"
+    count_sampling: str = "nb"
+    # NB dispersion per gene: "moments" of the training cells around their reconstructions (any ae_loss), or
+    # "learned" with ae_loss="nb"; `dispersion_floor` bounds theta from below (no heavier tails than theta=1)
+    dispersion: str = "moments"
+    dispersion_floor: float = 1.0
     library: str = "empirical"
     # pre-guidance: cluster / global mean expression -> MLP -> embedding fused with the noisy latent
     cond_dim: int = 128
@@ -65,6 +70,7 @@ class SCLDConfig:
             "ae_loss": AE_LOSSES,
             "count_sampling": COUNT_SAMPLING,
             "library": LIBRARY_MODES,
+            "dispersion": DISPERSIONS,
             "fusion": FUSIONS,
             "sampler": SAMPLERS,
             "schedule": SCHEDULES,
@@ -72,8 +78,10 @@ class SCLDConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ScldbenchError(f"scld: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
-        if self.count_sampling == "nb" and self.ae_loss != "nb":
-            raise ScldbenchError("scld: count_sampling='nb' needs ae_loss='nb' (the dispersion is learned there)")
+        if self.dispersion == "learned" and self.ae_loss != "nb":
+            raise ScldbenchError("scld: dispersion='learned' needs ae_loss='nb'; use dispersion='moments' otherwise")
+        if self.dispersion_floor <= 0:
+            raise ScldbenchError(f"scld: dispersion_floor must be > 0, got {self.dispersion_floor}")
         if not 0 < self.keep_fraction <= 1:
             raise ScldbenchError(f"scld: keep_fraction must be in (0, 1], got {self.keep_fraction}")
         if not 0 <= self.cond_drop <= 1:

@@ -13,7 +13,7 @@ import torch
 
 from scldbench.data.counts import to_dense
 from scldbench.generator import Generator, SampleOutput
-from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise
+from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, residual_moments, theta_from_sums
 from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.sampling import ddim_sample, ddpm_sample, guided_model
@@ -48,6 +48,8 @@ class SCLD(Generator):
         ae_batch_size: int = _D.ae_batch_size,
         ae_weight_decay: float = _D.ae_weight_decay,
         count_sampling: str = _D.count_sampling,
+        dispersion: str = _D.dispersion,
+        dispersion_floor: float = _D.dispersion_floor,
         library: str = _D.library,
         cond_dim: int = _D.cond_dim,
         fusion: str = _D.fusion,
@@ -107,6 +109,7 @@ class SCLD(Generator):
             self._ae, data, cfg.ae_epochs, cfg.ae_lr, cfg.ae_batch_size, cfg.ae_weight_decay, self._rng, amp, log.info
         )
 
+        self._log_theta = self._fit_dispersion(data)
         latents, profiles = self._encode_all(data, library, cluster_of)
         self._latent_mean, self._latent_std = latents.mean(0), latents.std(0).clamp(min=1e-4)
         latents = (latents - self._latent_mean) / self._latent_std
@@ -156,6 +159,23 @@ class SCLD(Generator):
         if len(self.label_proportions):
             return np.asarray(self.label_proportions, dtype=np.float64)
         return np.ones(1)
+
+    @torch.no_grad()
+    def _fit_dispersion(self, data: CountData) -> torch.Tensor:
+        """Per-gene log inverse dispersion for NB count draws around decoded means (see `SCLDConfig.dispersion`)."""
+        if self.config.dispersion == "learned":
+            return self._ae.log_theta.detach().clone()
+        mean_sq = torch.zeros(data.n_vars, device=data.device)
+        excess = torch.zeros(data.n_vars, device=data.device)
+        for start in range(0, data.n_obs, 1024):
+            x = data(np.arange(start, min(start + 1024, data.n_obs)))
+            with autocast(data.device, self.config.mixed_precision):
+                profile = self._ae.profile(self._ae.encode(x))
+            a, b = residual_moments(x, profile.float() * x.sum(1, keepdim=True))
+            mean_sq, excess = mean_sq + a, excess + b
+        log_theta = theta_from_sums(mean_sq, excess, self.config.dispersion_floor)
+        self.diagnostics["dispersion_theta_median"] = float(log_theta.exp().median())
+        return log_theta
 
     @torch.no_grad()
     def _encode_all(
@@ -222,7 +242,7 @@ class SCLD(Generator):
             )
         with autocast(device, cfg.mixed_precision):
             profile = self._ae.profile(z)
-        return draw_counts(profile * lib[:, None], cfg.count_sampling, self._ae.log_theta).cpu()
+        return draw_counts(profile * lib[:, None], cfg.count_sampling, self._log_theta).cpu()
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None) -> SampleOutput:
         cfg = self.config
@@ -266,7 +286,7 @@ class SCLD(Generator):
             with autocast(self.device, self.config.mixed_precision):
                 profile = self._ae.profile(self._ae.encode(counts))
             mean = profile * counts.sum(1, keepdim=True)
-            out.append(draw_counts(mean, self.config.count_sampling, self._ae.log_theta).cpu().numpy())
+            out.append(draw_counts(mean, self.config.count_sampling, self._log_theta).cpu().numpy())
         return np.concatenate(out)
 
     def diagnose(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Remake the checked-in leaderboards from real runs (see reports/README.md). With SHARED_DATA pointing at a
-# folder holding pbmc3k_raw.h5ad, the pbmc3k leaderboard is made too.
+# folder holding pbmc3k_raw.h5ad and mouse_bladder_2100.h5ad, their leaderboards are made too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,15 @@ scldbench report runs/pbmc-guidance --format md --output reports/pbmc-guidance-m
 scldbench report runs/pbmc-guidance --format html --output reports/pbmc-guidance-mini.html
 
 if [ -n "${SHARED_DATA:-}" ]; then
-    scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3 --out runs/pbmc3k || true
+    fast=positive,random,shuffle,scld,nb,nb-libsize,splat,sugar
+    scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3 --out runs/pbmc3k \
+        --generators "$fast" || true
+    scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 1 --out runs/pbmc3k \
+        --generators vae,scgan,cscgan || true
     scldbench leaderboard runs/pbmc3k --format md --output reports/pbmc3k.md
     scldbench leaderboard runs/pbmc3k --format html --output reports/pbmc3k.html
+    scldbench run pbmc --data "$SHARED_DATA/mouse_bladder_2100.h5ad" --labels label --seeds 3 --out runs/bladder \
+        --generators "$fast" || true
+    scldbench leaderboard runs/bladder --format md --output reports/bladder.md
+    scldbench leaderboard runs/bladder --format html --output reports/bladder.html
 fi

@@ -274,6 +274,7 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     reporter.start(jobs, note)
     records = []
     for job in jobs:
+        store.supersede(job.label, job.seed, job.key)
         previous = store.read_record(job.job_id)
         if previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key:
             record = previous | {"reused": True}

@@ -61,6 +61,19 @@ def test_rerun_reuses_finished_jobs(tmp_path):
     assert second["reused"] and second["started_at"] == first["started_at"]
 
 
+def test_rerun_with_new_settings_supersedes_the_old_record_without_deleting_it(tmp_path):
+    out = tmp_path / "run"
+    runner.invoke(app, ["run", suite_file(tmp_path, '["nb", "random"]'), "--out", str(out)])
+    changed = '["random", { name = "nb", params = { method = "moments" } }]'
+    result = runner.invoke(app, ["run", suite_file(tmp_path, changed), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    records = json.loads(runner.invoke(app, ["show", str(out), "--json"]).output)
+    assert sorted(r["label"] for r in records) == ["nb", "random"]
+    assert next(r for r in records if r["label"] == "nb")["params"] == {"method": "moments"}
+    kept = list((out / "jobs" / "superseded").glob("nb-*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["params"] == {}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

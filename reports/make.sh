@@ -16,6 +16,10 @@ scldbench run pbmc-guidance --out runs/pbmc-guidance || true
 scldbench report runs/pbmc-guidance --format md --output reports/pbmc-guidance-mini.md
 scldbench report runs/pbmc-guidance --format html --output reports/pbmc-guidance-mini.html
 
+scldbench run pbmc-fusion --out runs/pbmc-fusion || true
+scldbench report runs/pbmc-fusion --format md --output reports/pbmc-fusion-mini.md
+scldbench report runs/pbmc-fusion --format html --output reports/pbmc-fusion-mini.html
+
 if [ -n "${SHARED_DATA:-}" ]; then
     fast=positive,random,shuffle,scld,nb,nb-libsize,splat,sugar
     scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3 --out runs/pbmc3k \

@@ -272,9 +272,9 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     if suite.evaluate.save_samples:
         store.write_real_test(prepared.test)
     reporter.start(jobs, note)
+    store.supersede({(job.label, job.seed): job.key for job in jobs})
     records = []
     for job in jobs:
-        store.supersede(job.label, job.seed, job.key)
         previous = store.read_record(job.job_id)
         if previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key:
             record = previous | {"reused": True}

@@ -66,19 +66,17 @@ class RunStore:
         path = self.job_path(job_id)
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def supersede(self, label: str, seed: int, key: str) -> list[str]:
-        """Move records of the same generator label and seed made with other settings (another key) to
-        `jobs/superseded/`: they stay on disk, and reports of the run show only what its latest plan made."""
+    def supersede(self, planned: dict[tuple[str, int], str]) -> None:
+        """Move records whose (label, seed) is planned under another key (other settings) to `jobs/superseded/`:
+        they stay on disk, and reports of the run show only what its latest plan made."""
         folder = self.root / JOBS_DIR
-        moved = []
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             record = json.loads(path.read_text())
-            if record.get("label") == label and record.get("seed") == seed and record.get("key") != key:
+            key = planned.get((record.get("label"), record.get("seed")))
+            if key is not None and record.get("key") != key:
                 target = folder / SUPERSEDED_DIR / path.name
                 target.parent.mkdir(exist_ok=True)
                 os.replace(path, target)
-                moved.append(path.stem)
-        return moved
 
     def records(self) -> list[dict[str, Any]]:
         self.read_run()

@@ -169,9 +169,7 @@ class SCLD(Generator):
         excess = torch.zeros(data.n_vars, device=data.device)
         for start in range(0, data.n_obs, 1024):
             x = data(np.arange(start, min(start + 1024, data.n_obs)))
-            with autocast(data.device, self.config.mixed_precision):
-                profile = self._ae.profile(self._ae.encode(x))
-            a, b = residual_moments(x, profile.float() * x.sum(1, keepdim=True))
+            a, b = residual_moments(x, self._decoded_mean(x))
             mean_sq, excess = mean_sq + a, excess + b
         log_theta = theta_from_sums(mean_sq, excess, self.config.dispersion_floor)
         self.diagnostics["dispersion_theta_median"] = float(log_theta.exp().median())
@@ -282,12 +280,15 @@ class SCLD(Generator):
         x = to_dense(adata[:, self.var_names].X if self.var_names is not None else adata.X)
         out = []
         for start in range(0, x.shape[0], 1024):
-            counts = torch.as_tensor(x[start : start + 1024], device=self.device)
-            with autocast(self.device, self.config.mixed_precision):
-                profile = self._ae.profile(self._ae.encode(counts))
-            mean = profile * counts.sum(1, keepdim=True)
+            mean = self._decoded_mean(torch.as_tensor(x[start : start + 1024], device=self.device))
             out.append(draw_counts(mean, self.config.count_sampling, self._log_theta).cpu().numpy())
         return np.concatenate(out)
+
+    def _decoded_mean(self, counts: torch.Tensor) -> torch.Tensor:
+        """Each cell encoded and decoded: its expected counts at its own library size."""
+        with autocast(self.device, self.config.mixed_precision):
+            profile = self._ae.profile(self._ae.encode(counts))
+        return profile.float() * counts.sum(1, keepdim=True)
 
     def diagnose(
         self, unseen: ad.AnnData, test: ad.AnnData, *, protocol: str, seed: int, n_trees: int | None = None

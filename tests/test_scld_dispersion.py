@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from scldbench.errors import ScldbenchError
-from scldbench.scld.autoencoder import POISSON_THETA, draw_counts, residual_moments, theta_from_sums
+from scldbench.scld.autoencoder import (
+    POISSON_THETA,
+    Autoencoder,
+    cluster_theta,
+    draw_counts,
+    log_profiles,
+    residual_moments,
+    theta_from_sums,
+)
 from scldbench.scld.config import SCLDConfig
 
 
@@ -56,3 +64,67 @@ def test_config_rejects_learned_dispersion_without_an_nb_decoder_and_a_bad_floor
     with pytest.raises(ScldbenchError, match="dispersion_floor"):
         SCLDConfig(dispersion_floor=0.0)
     assert SCLDConfig(dispersion="learned", ae_loss="nb").count_sampling == "nb"
+
+
+def test_autoencoder_keeps_the_weights_of_its_best_validation_epoch():
+    from scldbench.scld.training import CountData, train_autoencoder, validation_loss
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(rng.gamma(2.0, 3.0, size=(120, 1)) * rng.gamma(1.0, 1.0, size=(1, 30)))
+    data = CountData(counts.astype(np.float32), torch.device("cpu"))
+    ae = Autoencoder(30, 64, 8, "poisson")
+    logged: list[str] = []
+    # a large learning rate on 80 cells overfits within a few epochs, so the last epoch is rarely the best
+    figures = train_autoencoder(
+        ae, data, 6, 3e-2, 16, 0.0, rng, False, logged.append, train_idx=np.arange(80), val_idx=np.arange(80, 120)
+    )
+    per_epoch = [float(line.split("validation ")[1]) for line in logged]
+    assert len(per_epoch) == 6
+    assert figures["ae_validation_loss"] == pytest.approx(min(per_epoch), rel=1e-3)
+    assert figures["ae_best_epoch"] == int(np.argmin(per_epoch)) + 1
+    assert validation_loss(ae, data, np.arange(80, 120), False) == pytest.approx(figures["ae_validation_loss"])
+
+
+def test_validation_split_holds_out_the_same_share_of_every_cluster():
+    from scldbench.scld.training import validation_split
+
+    cluster_of = np.repeat([0, 1, 2], [100, 40, 20])
+    fit_idx, val_idx = validation_split(cluster_of, 0.25, np.random.default_rng(0), min_cells=32)
+    assert np.intersect1d(fit_idx, val_idx).size == 0 and fit_idx.size + val_idx.size == cluster_of.size
+    assert np.bincount(cluster_of[val_idx]).tolist() == [25, 10, 5]
+    fit_all, none = validation_split(cluster_of, 0.1, np.random.default_rng(0), min_cells=32)
+    assert none.size == 0 and fit_all.size == cluster_of.size  # 16 validation cells are too few
+    with pytest.raises(ScldbenchError, match="ae_validation"):
+        SCLDConfig(ae_validation=1.0)
+
+
+def test_cluster_dispersions_follow_big_clusters_and_lean_on_the_pool_when_small():
+    rng = np.random.default_rng(2)
+    mu, thetas = 15.0, [0.5, 20.0]
+    sums = []
+    for theta, n in zip(thetas, [20_000, 20_000], strict=True):
+        x = rng.poisson(rng.gamma(theta, mu / theta, size=(n, 1)))
+        means = torch.full((n, 1), mu, dtype=torch.float64)
+        sums.append(residual_moments(torch.as_tensor(x, dtype=torch.float64), means))
+    mean_sq = torch.stack([a for a, _ in sums])
+    excess = torch.stack([b for _, b in sums])
+    own = cluster_theta(mean_sq, excess, prior_weight=30 / 40_000, floor=1e-3).exp().ravel().numpy()
+    assert np.allclose(own, thetas, rtol=0.15), own
+    pooled = theta_from_sums(mean_sq.sum(0), excess.sum(0), 1e-3).exp().item()
+    swamped = cluster_theta(mean_sq, excess, prior_weight=1e3, floor=1e-3).exp().ravel().numpy()
+    assert np.allclose(swamped, pooled, rtol=0.01), (swamped, pooled)
+
+
+def test_an_anchored_decoder_starts_at_its_clusters_mean_profile():
+    sums = torch.tensor([[10.0, 30.0, 60.0, 0.0], [0.0, 0.0, 50.0, 50.0]])
+    anchors = log_profiles(sums)
+    assert torch.allclose(anchors.exp().sum(1), torch.ones(2))
+    assert anchors.exp()[0, 2] == pytest.approx(0.6, rel=1e-3) and anchors.exp()[0, 3] < 1e-3
+    ae = Autoencoder(4, 8, 2, "poisson", anchors=anchors)
+    z = torch.randn(5, 2)
+    for k in (0, 1):
+        profile = ae.profile(z, torch.full((5,), k))
+        assert torch.allclose(profile, anchors[k].exp().expand(5, -1), atol=1e-6)
+    with pytest.raises(ValueError, match="needs each cell's cluster"):
+        ae.profile(z)

@@ -4,6 +4,10 @@ Input is log1p of counts normalised to 1e4 per cell (raw counts span four orders
 a small MLP). The decoder's last activation gives the per-cell expression profile: softmax proportions for the
 count likelihoods (`poisson`, `nb`: the cell's mean is proportions x library size), or softplus log1p values
 for the paper's `mse`.
+
+With `anchors` (log mean expression per cluster), the decoder's logits are offsets from the anchor of each
+cell's cluster, and start at zero: the cluster's mean profile is what the decoder returns before training, and
+the latent only has to carry how a cell differs from its cluster.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Autoencoder(nn.Module):
         loss: str,
         act: str = "relu",
         latent_act: str = "tanh",
+        anchors: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.loss_kind = loss
@@ -57,23 +62,38 @@ class Autoencoder(nn.Module):
         self.decoder_out = nn.Linear(hidden, n_genes)
         # per-gene inverse dispersion of the negative binomial (log theta); unused by the other losses
         self.log_theta = nn.Parameter(torch.full((n_genes,), math.log(10.0)), requires_grad=loss == "nb")
+        if anchors is not None and loss == "mse":
+            raise ValueError("anchored decoding needs a softmax decoder (loss 'poisson' or 'nb')")
+        self.register_buffer("anchors", torch.zeros(0, n_genes) if anchors is None else anchors.float())
+        if anchors is not None:
+            nn.init.zeros_(self.decoder_out.weight)
+            nn.init.zeros_(self.decoder_out.bias)
 
     def encode(self, counts: torch.Tensor) -> torch.Tensor:
         return self.encoder(log_normalise(counts))
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder_out(self.decoder_hidden(z))
+    @property
+    def anchored(self) -> bool:
+        return self.anchors.numel() > 0
 
-    def profile(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, cluster: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.decoder_out(self.decoder_hidden(z))
+        if self.anchored:
+            if cluster is None:
+                raise ValueError("an anchored decoder needs each cell's cluster")
+            logits = logits.float() + self.anchors[cluster]
+        return logits
+
+    def profile(self, z: torch.Tensor, cluster: torch.Tensor | None = None) -> torch.Tensor:
         """Per-cell expression proportions (rows sum to one), whichever loss trained the decoder."""
-        logits = self.decode_logits(z).float()
+        logits = self.decode_logits(z, cluster).float()
         if self.loss_kind == "mse":
             values = torch.expm1(F.softplus(logits))
             return values / values.sum(dim=1, keepdim=True).clamp(min=1e-12)
         return torch.softmax(logits, dim=1)
 
-    def loss(self, counts: torch.Tensor) -> torch.Tensor:
-        logits = self.decode_logits(self.encode(counts)).float()
+    def loss(self, counts: torch.Tensor, cluster: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.decode_logits(self.encode(counts), cluster).float()
         if self.loss_kind == "mse":
             return F.mse_loss(F.softplus(logits), log_normalise(counts))
         lib = counts.sum(dim=1, keepdim=True)
@@ -82,6 +102,13 @@ class Autoencoder(nn.Module):
         if self.loss_kind == "poisson":
             return -(counts * log_p).sum() / lib.sum().clamp(min=1.0)
         return nb_nll(counts, log_p + torch.log(lib.clamp(min=1.0)), self.log_theta).sum() / lib.sum().clamp(min=1.0)
+
+
+def log_profiles(sums: torch.Tensor, pseudo_count: float = 1e-2) -> torch.Tensor:
+    """Log expression proportions per row of summed counts (clusters x genes); `pseudo_count` per gene keeps
+    genes never seen in a cluster finite without moving measurable mass onto them."""
+    sums = sums.double() + pseudo_count
+    return (sums / sums.sum(dim=1, keepdim=True)).log().float()
 
 
 def nb_nll(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
@@ -115,6 +142,12 @@ def theta_from_sums(mean_sq: torch.Tensor, excess: torch.Tensor, floor: float) -
     """log theta per gene; genes with no variance beyond Poisson get POISSON_THETA, the rest at least `floor`."""
     theta = torch.where(excess > 0, mean_sq / excess.clamp(min=1e-12), torch.full_like(mean_sq, POISSON_THETA))
     return theta.clamp(min=floor, max=POISSON_THETA).log()
+
+
+def cluster_theta(mean_sq: torch.Tensor, excess: torch.Tensor, prior_weight: float, floor: float) -> torch.Tensor:
+    """log theta per cluster and gene from per-cluster moment sums (clusters x genes), each cluster's sums
+    pooled with `prior_weight` times the all-cluster sums: small clusters lean on the shared estimate."""
+    return theta_from_sums(mean_sq + prior_weight * mean_sq.sum(0), excess + prior_weight * excess.sum(0), floor)
 
 
 def draw_counts(mean: torch.Tensor, how: str, log_theta: torch.Tensor | None = None) -> torch.Tensor:

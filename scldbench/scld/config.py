@@ -11,6 +11,8 @@ AE_LOSSES = ("mse", "poisson", "nb")
 COUNT_SAMPLING = ("poisson", "nb", "mean")
 LIBRARY_MODES = ("empirical", "latent")
 DISPERSIONS = ("moments", "learned")
+DISPERSION_BY = ("cluster", "gene")
+ANCHORS = ("cluster", "none")
 FUSIONS = ("cat", "add", "attention")
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("linear", "cosine")
@@ -28,12 +30,22 @@ class SCLDConfig:
     ae_lr: float = 1e-3
     ae_batch_size: int = 128
     ae_weight_decay: float = 0.0
+    # fraction of training cells (of every cluster) the autoencoder does not fit: they pick its best epoch
+    # (0: fit on every cell for all `ae_epochs`)
+    ae_validation: float = 0.15
+    # "cluster": the decoder's logits are offsets from the log mean profile of the cell's cluster, so the latent
+    # carries within-cluster variation only; "none": the paper's plain decoder
+    ae_anchor: str = "cluster"
     # how a decoded profile becomes counts, and where each cell's library size comes from
     count_sampling: str = "nb"
-    # NB dispersion per gene: "moments" of the training cells around their reconstructions (any ae_loss), or
+    # NB dispersion: "moments" of the training cells around their reconstructions (any ae_loss), or
     # "learned" with ae_loss="nb"; `dispersion_floor` bounds theta from below (no heavier tails than theta=1)
     dispersion: str = "moments"
     dispersion_floor: float = 1.0
+    # one dispersion per gene and cluster (moments pooled with `dispersion_prior_cells` cells' worth of the
+    # all-cluster moments, which steadies small clusters) or one per gene
+    dispersion_by: str = "cluster"
+    dispersion_prior_cells: float = 30.0
     library: str = "empirical"
     # pre-guidance: cluster / global mean expression -> MLP -> embedding fused with the noisy latent
     cond_dim: int = 128
@@ -71,6 +83,8 @@ class SCLDConfig:
             "count_sampling": COUNT_SAMPLING,
             "library": LIBRARY_MODES,
             "dispersion": DISPERSIONS,
+            "dispersion_by": DISPERSION_BY,
+            "ae_anchor": ANCHORS,
             "fusion": FUSIONS,
             "sampler": SAMPLERS,
             "schedule": SCHEDULES,
@@ -80,8 +94,14 @@ class SCLDConfig:
                 raise ScldbenchError(f"scld: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
         if self.dispersion == "learned" and self.ae_loss != "nb":
             raise ScldbenchError("scld: dispersion='learned' needs ae_loss='nb'; use dispersion='moments' otherwise")
+        if self.ae_anchor == "cluster" and self.ae_loss == "mse":
+            raise ScldbenchError("scld: ae_anchor='cluster' needs ae_loss 'poisson' or 'nb'; use ae_anchor='none'")
+        if self.dispersion_prior_cells < 0:
+            raise ScldbenchError(f"scld: dispersion_prior_cells must be >= 0, got {self.dispersion_prior_cells}")
         if self.dispersion_floor <= 0:
             raise ScldbenchError(f"scld: dispersion_floor must be > 0, got {self.dispersion_floor}")
+        if not 0 <= self.ae_validation < 1:
+            raise ScldbenchError(f"scld: ae_validation must be in [0, 1), got {self.ae_validation}")
         if not 0 < self.keep_fraction <= 1:
             raise ScldbenchError(f"scld: keep_fraction must be in (0, 1], got {self.keep_fraction}")
         if not 0 <= self.cond_drop <= 1:

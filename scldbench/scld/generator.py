@@ -12,19 +12,30 @@ import numpy as np
 import torch
 
 from scldbench.data.counts import to_dense
+from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator, SampleOutput
-from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, residual_moments, theta_from_sums
+from scldbench.scld.autoencoder import (
+    Autoencoder,
+    cluster_theta,
+    draw_counts,
+    log_normalise,
+    log_profiles,
+    residual_moments,
+    theta_from_sums,
+)
 from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.sampling import ddim_sample, ddpm_sample, guided_model
 from scldbench.scld.schedule import schedule_from_config
 from scldbench.scld.scorer import Scorer, score_beside, top_indices, train_scorer
-from scldbench.scld.training import CountData, autocast, train_autoencoder, train_denoiser
+from scldbench.scld.training import CountData, autocast, train_autoencoder, train_denoiser, validation_split
 
 log = logging.getLogger("scldbench.scld")
 _D = SCLDConfig()
 # cap on generated cells the scorer learns from (it sees as many real cells)
 _SCORER_MAX_CELLS = 8192
+# fewer validation (or fitting) cells than this and the autoencoder fits on every cell
+_MIN_VALIDATION_CELLS = 32
 
 
 class SCLD(Generator):
@@ -47,9 +58,13 @@ class SCLD(Generator):
         ae_lr: float = _D.ae_lr,
         ae_batch_size: int = _D.ae_batch_size,
         ae_weight_decay: float = _D.ae_weight_decay,
+        ae_validation: float = _D.ae_validation,
+        ae_anchor: str = _D.ae_anchor,
         count_sampling: str = _D.count_sampling,
         dispersion: str = _D.dispersion,
         dispersion_floor: float = _D.dispersion_floor,
+        dispersion_by: str = _D.dispersion_by,
+        dispersion_prior_cells: float = _D.dispersion_prior_cells,
         library: str = _D.library,
         cond_dim: int = _D.cond_dim,
         fusion: str = _D.fusion,
@@ -102,14 +117,37 @@ class SCLD(Generator):
         self._libraries = [library[cluster_of == k].astype(np.float64) for k in range(len(self._clusters))]
 
         t0 = time.perf_counter()
+        cluster_t = torch.as_tensor(cluster_of, device=device, dtype=torch.long)
+        fit_idx, val_idx = validation_split(cluster_of, cfg.ae_validation, self._rng, _MIN_VALIDATION_CELLS)
+        anchors = None
+        if cfg.ae_anchor == "cluster":
+            anchors = log_profiles(self._cluster_sums(data, fit_idx, cluster_t))
         self._ae = Autoencoder(
-            adata.n_vars, cfg.ae_hidden, cfg.latent_dim, cfg.ae_loss, cfg.ae_activation, cfg.ae_latent_activation
+            adata.n_vars,
+            cfg.ae_hidden,
+            cfg.latent_dim,
+            cfg.ae_loss,
+            cfg.ae_activation,
+            cfg.ae_latent_activation,
+            anchors,
         ).to(device)
         self.diagnostics |= train_autoencoder(
-            self._ae, data, cfg.ae_epochs, cfg.ae_lr, cfg.ae_batch_size, cfg.ae_weight_decay, self._rng, amp, log.info
+            self._ae,
+            data,
+            cfg.ae_epochs,
+            cfg.ae_lr,
+            cfg.ae_batch_size,
+            cfg.ae_weight_decay,
+            self._rng,
+            amp,
+            log.info,
+            train_idx=fit_idx,
+            val_idx=val_idx,
+            cluster=cluster_t,
         )
+        self.diagnostics["ae_validation_cells"] = int(val_idx.size)
 
-        self._log_theta = self._fit_dispersion(data)
+        self._log_theta = self._fit_dispersion(data, cluster_t)
         latents, profiles = self._encode_all(data, library, cluster_of)
         self._latent_mean, self._latent_std = latents.mean(0), latents.std(0).clamp(min=1e-4)
         latents = (latents - self._latent_mean) / self._latent_std
@@ -117,11 +155,10 @@ class SCLD(Generator):
         model = Denoiser(
             latents.shape[1], profiles, cfg.denoiser_channels, cfg.cond_dim, cfg.time_dim, cfg.dropout, cfg.fusion
         ).to(device)
-        cond = torch.as_tensor(cluster_of, device=device, dtype=torch.long)
         self._denoiser, figures = train_denoiser(
             model,
             latents,
-            cond,
+            cluster_t,
             len(self._clusters),
             self._schedule,
             cfg.steps,
@@ -161,18 +198,41 @@ class SCLD(Generator):
         return np.ones(1)
 
     @torch.no_grad()
-    def _fit_dispersion(self, data: CountData) -> torch.Tensor:
-        """Per-gene log inverse dispersion for NB count draws around decoded means (see `SCLDConfig.dispersion`)."""
-        if self.config.dispersion == "learned":
-            return self._ae.log_theta.detach().clone()
-        mean_sq = torch.zeros(data.n_vars, device=data.device)
-        excess = torch.zeros(data.n_vars, device=data.device)
+    def _cluster_sums(self, data: CountData, idx: np.ndarray, cluster: torch.Tensor) -> torch.Tensor:
+        """Summed counts per cluster (rows) over the cells `idx`."""
+        sums = torch.zeros(len(self._clusters), data.n_vars, device=data.device, dtype=torch.float64)
+        for start in range(0, idx.size, 1024):
+            part = idx[start : start + 1024]
+            sums.index_add_(0, cluster[torch.as_tensor(part, device=data.device)], data(part).double())
+        return sums
+
+    @torch.no_grad()
+    def _fit_dispersion(self, data: CountData, cluster: torch.Tensor) -> torch.Tensor:
+        """log theta (clusters x genes) for NB draws around decoded means, by moments over the training cells.
+
+        With `dispersion_by="cluster"` each cluster's moments are pooled with `dispersion_prior_cells` cells'
+        worth of the all-cluster moments; with `"gene"` every cluster shares the all-cluster estimate.
+        """
+        cfg, n_k = self.config, len(self._clusters)
+        if cfg.dispersion == "learned":
+            return self._ae.log_theta.detach().clone().expand(n_k, -1).contiguous()
+        mean_sq = torch.zeros(n_k, data.n_vars, device=data.device)
+        excess = torch.zeros(n_k, data.n_vars, device=data.device)
         for start in range(0, data.n_obs, 1024):
-            x = data(np.arange(start, min(start + 1024, data.n_obs)))
-            a, b = residual_moments(x, self._decoded_mean(x))
-            mean_sq, excess = mean_sq + a, excess + b
-        log_theta = theta_from_sums(mean_sq, excess, self.config.dispersion_floor)
-        self.diagnostics["dispersion_theta_median"] = float(log_theta.exp().median())
+            idx = np.arange(start, min(start + 1024, data.n_obs))
+            x, k = data(idx), cluster[torch.as_tensor(idx, device=data.device)]
+            mu = self._decoded_mean(x, k)
+            for j in torch.unique(k).tolist():
+                a, b = residual_moments(x[k == j], mu[k == j])
+                mean_sq[j] += a
+                excess[j] += b
+        pooled = theta_from_sums(mean_sq.sum(0), excess.sum(0), cfg.dispersion_floor)
+        if cfg.dispersion_by == "gene":
+            log_theta = pooled.expand(n_k, -1).contiguous()
+        else:
+            weight = cfg.dispersion_prior_cells / max(data.n_obs, 1)
+            log_theta = cluster_theta(mean_sq, excess, weight, cfg.dispersion_floor)
+        self.diagnostics["dispersion_theta_median"] = float(pooled.exp().median())
         return log_theta
 
     @torch.no_grad()
@@ -239,8 +299,8 @@ class SCLD(Generator):
                 dtype=torch.float32,
             )
         with autocast(device, cfg.mixed_precision):
-            profile = self._ae.profile(z)
-        return draw_counts(profile * lib[:, None], cfg.count_sampling, self._log_theta).cpu()
+            profile = self._ae.profile(z, cond)
+        return draw_counts(profile * lib[:, None], cfg.count_sampling, self._log_theta[cond]).cpu()
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None) -> SampleOutput:
         cfg = self.config
@@ -275,19 +335,38 @@ class SCLD(Generator):
     # ----------------------------------------------------------------- diagnostics
     @torch.no_grad()
     def reconstruct(self, adata: ad.AnnData, seed: int = 0) -> np.ndarray:
-        """Real cells through encoder and decoder, drawn as counts at each cell's own library size."""
+        """Real cells through encoder and decoder, drawn as counts at each cell's own library size.
+
+        Cells are decoded in their own cluster, read from `adata.obs[labels_key]` when the model has labels.
+        """
         torch.manual_seed(seed)
         x = to_dense(adata[:, self.var_names].X if self.var_names is not None else adata.X)
+        cluster = torch.as_tensor(self._cluster_index(adata), device=self.device)
         out = []
         for start in range(0, x.shape[0], 1024):
-            mean = self._decoded_mean(torch.as_tensor(x[start : start + 1024], device=self.device))
-            out.append(draw_counts(mean, self.config.count_sampling, self._log_theta).cpu().numpy())
+            k = cluster[start : start + 1024]
+            mean = self._decoded_mean(torch.as_tensor(x[start : start + 1024], device=self.device), k)
+            out.append(draw_counts(mean, self.config.count_sampling, self._log_theta[k]).cpu().numpy())
         return np.concatenate(out)
 
-    def _decoded_mean(self, counts: torch.Tensor) -> torch.Tensor:
-        """Each cell encoded and decoded: its expected counts at its own library size."""
+    def _cluster_index(self, adata: ad.AnnData) -> np.ndarray:
+        if not self.label_categories:
+            return np.zeros(adata.n_obs, dtype=np.int64)
+        if self.labels_key not in adata.obs:
+            raise ScldbenchError(
+                f"scld: cells to reconstruct need their label column {self.labels_key!r} in obs (the model decodes "
+                "each cell in its own cluster)"
+            )
+        labels = adata.obs[self.labels_key].astype(str).to_numpy()
+        unknown = sorted(set(labels) - set(self._clusters))
+        if unknown:
+            raise ScldbenchError(f"scld: label {unknown[0]!r} was not among the training labels; drop those cells")
+        return np.searchsorted(np.asarray(self._clusters), labels)
+
+    def _decoded_mean(self, counts: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:
+        """Each cell encoded and decoded in its cluster: its expected counts at its own library size."""
         with autocast(self.device, self.config.mixed_precision):
-            profile = self._ae.profile(self._ae.encode(counts))
+            profile = self._ae.profile(self._ae.encode(counts), cluster)
         return profile.float() * counts.sum(1, keepdim=True)
 
     def diagnose(

@@ -59,6 +59,23 @@ def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarra
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def validation_split(
+    cluster_of: np.ndarray, fraction: float, rng: np.random.Generator, min_cells: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) cell indices, `fraction` of every cluster held out; no split when either side would
+    have fewer than `min_cells` cells."""
+    everything = np.arange(cluster_of.size)
+    n_val = int(round(fraction * cluster_of.size))
+    if n_val < min_cells or cluster_of.size - n_val < min_cells:
+        return everything, everything[:0]
+    held = [
+        rng.permutation(members)[: int(round(fraction * members.size))]
+        for members in (np.flatnonzero(cluster_of == k) for k in np.unique(cluster_of))
+    ]
+    val_idx = np.sort(np.concatenate(held))
+    return np.setdiff1d(everything, val_idx), val_idx
+
+
 def train_autoencoder(
     ae: Autoencoder,
     data: CountData,
@@ -69,27 +86,80 @@ def train_autoencoder(
     rng: np.random.Generator,
     amp: bool,
     log: Callable[[str], None] | None = None,
+    train_idx: np.ndarray | None = None,
+    val_idx: np.ndarray | None = None,
+    cluster: torch.Tensor | None = None,
 ) -> dict[str, float]:
+    """Fit on `train_idx` (all cells by default); with `val_idx`, keep the weights of the epoch with the lowest
+    validation loss, the untrained start included (the autoencoder overfits a few thousand cells long before
+    its schedule ends). `cluster` (one index per cell) is what an anchored decoder needs."""
+    train_idx = np.arange(data.n_obs) if train_idx is None else np.asarray(train_idx)
+    of = _cluster_lookup(cluster, data.device)
     opt = torch.optim.AdamW([p for p in ae.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=lr * 0.05)
-    ae.train()
     t0, loss_value, n_steps = time.perf_counter(), float("nan"), 0
+    best_val, best_epoch, best_state = float("inf"), epochs, None
+    if val_idx is not None and len(val_idx):
+        best_val, best_epoch = validation_loss(ae, data, val_idx, amp, cluster), 0
+        best_state = {k: v.detach().clone() for k, v in ae.state_dict().items()}
     for epoch in range(epochs):
+        ae.train()
         total, count = 0.0, 0
-        for idx in batches(data.n_obs, batch_size, rng):
+        for batch in batches(train_idx.size, batch_size, rng):
+            idx = train_idx[batch]
             with autocast(data.device, amp):
-                loss = ae.loss(data(idx))
+                loss = ae.loss(data(idx), of(idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total, count, n_steps = total + float(loss.detach()) * len(idx), count + len(idx), n_steps + 1
         sched.step()
         loss_value = total / max(count, 1)
+        message = f"autoencoder epoch {epoch + 1}/{epochs} loss {loss_value:.4f}"
+        if val_idx is not None and len(val_idx):
+            val = validation_loss(ae, data, val_idx, amp, cluster)
+            if val < best_val:
+                best_val, best_epoch = val, epoch + 1
+                best_state = {k: v.detach().clone() for k, v in ae.state_dict().items()}
+            message += f" validation {val:.4f}"
         if log is not None and (epoch + 1) % max(1, epochs // 5) == 0:
-            log(f"autoencoder epoch {epoch + 1}/{epochs} loss {loss_value:.4f}")
+            log(message)
+    if best_state is not None:
+        ae.load_state_dict(best_state)
     ae.eval()
     seconds = time.perf_counter() - t0
-    return {"ae_loss": loss_value, "ae_seconds": seconds, "ae_steps_per_s": n_steps / max(seconds, 1e-9)}
+    figures = {"ae_loss": loss_value, "ae_seconds": seconds, "ae_steps_per_s": n_steps / max(seconds, 1e-9)}
+    if best_state is not None:
+        figures |= {"ae_validation_loss": best_val, "ae_best_epoch": best_epoch}
+    return figures
+
+
+def _cluster_lookup(cluster: torch.Tensor | None, device: torch.device) -> Callable[[np.ndarray], torch.Tensor | None]:
+    if cluster is None:
+        return lambda idx: None
+    return lambda idx: cluster[torch.as_tensor(idx, device=device)]
+
+
+@torch.no_grad()
+def validation_loss(
+    ae: Autoencoder,
+    data: CountData,
+    idx: np.ndarray,
+    amp: bool,
+    cluster: torch.Tensor | None = None,
+    chunk: int = 1024,
+) -> float:
+    """The autoencoder's loss on the cells `idx`, weighted as its training batches are."""
+    was_training = ae.training
+    ae.eval()
+    of = _cluster_lookup(cluster, data.device)
+    total = 0.0
+    for start in range(0, len(idx), chunk):
+        part = idx[start : start + chunk]
+        with autocast(data.device, amp):
+            total += float(ae.loss(data(part), of(part))) * len(part)
+    ae.train(was_training)
+    return total / max(len(idx), 1)
 
 
 def train_denoiser(

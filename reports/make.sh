@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scldbench run pbmc --out runs/pbmc || true  # a failed job is recorded, and the leaderboard shows it
+scldbench run pbmc --seeds 3 --out runs/pbmc || true  # a failed job is recorded, and the leaderboard shows it
 scldbench leaderboard runs/pbmc --format md --output reports/pbmc-mini.md
 scldbench leaderboard runs/pbmc --format html --output reports/pbmc-mini.html
 
@@ -25,11 +25,13 @@ if [ -n "${SHARED_DATA:-}" ]; then
     scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3 --out runs/pbmc3k \
         --generators "$fast" || true
     scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3 --out runs/pbmc3k \
-        --generators vae,scgan,cscgan || true
+        --generators vae,scgan,cscgan,activa || true
     scldbench leaderboard runs/pbmc3k --format md --output reports/pbmc3k.md
     scldbench leaderboard runs/pbmc3k --format html --output reports/pbmc3k.html
     scldbench run pbmc --data "$SHARED_DATA/mouse_bladder_2100.h5ad" --labels label --seeds 3 --out runs/bladder \
         --generators "$fast" || true
+    scldbench run pbmc --data "$SHARED_DATA/mouse_bladder_2100.h5ad" --labels label --seeds 3 --out runs/bladder \
+        --generators vae,scgan,cscgan,activa || true
     scldbench leaderboard runs/bladder --format md --output reports/bladder.md
     scldbench leaderboard runs/bladder --format html --output reports/bladder.html
 fi

@@ -147,13 +147,24 @@ def job_key(fingerprint: str, protocol: str, evaluate: dict[str, Any], entry: Ge
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
 
+def resolved_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A suite's parameters over the generator's own defaults, so that a changed default changes the job key
+    and a stored result made under the old default is not reused."""
+    try:
+        defaults = get_generator(name).parameters()
+    except ScldbenchError:
+        return params
+    return {k: v for k, v in defaults.items() if k not in ("seed", "device")} | params
+
+
 def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seeds: Sequence[int]) -> list[Job]:
     jobs = []
     evaluate = vars(suite.evaluate)
     for order, entry in enumerate(_entries(suite, only)):
         params = suite.params.get(entry.name, {}) | entry.params
+        resolved = resolved_params(entry.name, params)
         for seed in seeds:
-            key = job_key(prepared.fingerprint, suite.protocol, evaluate, entry, params, seed)
+            key = job_key(prepared.fingerprint, suite.protocol, evaluate, entry, resolved, seed)
             jobs.append(Job(order, entry.name, entry.label, params, seed, key))
     return jobs
 

@@ -71,3 +71,17 @@ def test_star_runs_every_registered_generator_beside_variants(pbmc_prepared):
     labels = [job.label for job in plan_jobs(suite, pbmc_prepared, None, (0,))]
     assert set(generator_names()) | {"nb-libsize"} == set(labels)
     assert labels[-3:] == ["positive", "shuffle", "random"]
+
+
+def test_a_changed_generator_default_changes_the_job_key(pbmc_prepared, monkeypatch):
+    from baselines.nb import NegativeBinomial
+    from scldbench.runner import plan_jobs
+
+    suite = load_suite("pbmc")
+    keys = {job.label: job.key for job in plan_jobs(suite, pbmc_prepared, ["nb", "splat"], (0,))}
+    defaults = NegativeBinomial.parameters()
+    monkeypatch.setattr(NegativeBinomial, "parameters", classmethod(lambda cls: defaults | {"estimator": "moments"}))
+    again = {job.label: job.key for job in plan_jobs(suite, pbmc_prepared, ["nb", "splat"], (0,))}
+    # a stored nb result made under the old default is not reused; splat's is
+    assert again["nb"] != keys["nb"] and again["nb-libsize"] != keys["nb-libsize"]
+    assert again["splat"] == keys["splat"]

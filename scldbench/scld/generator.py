@@ -357,10 +357,7 @@ class SCLD(Generator):
                 f"scld: cells to reconstruct need their label column {self.labels_key!r} in obs (the model decodes "
                 "each cell in its own cluster)"
             )
-        labels = adata.obs[self.labels_key].astype(str).to_numpy()
-        unknown = sorted(set(labels) - set(self._clusters))
-        if unknown:
-            raise ScldbenchError(f"scld: label {unknown[0]!r} was not among the training labels; drop those cells")
+        labels = self._resolve_labels(adata.n_obs, adata.obs[self.labels_key].astype(str).to_numpy())
         return np.searchsorted(np.asarray(self._clusters), labels)
 
     def _decoded_mean(self, counts: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""SCLD's count model: per-gene NB dispersion by moments around the decoder's means, and its checks."""
+"""SCLD's count model: NB dispersion around the decoder's means (moments, maximum likelihood), and its checks."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ import pytest
 import torch
 
 from scldbench.errors import ScldbenchError
-from scldbench.scld.autoencoder import (
+from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_profiles
+from scldbench.scld.config import SCLDConfig
+from scldbench.scld.dispersion import (
     POISSON_THETA,
-    Autoencoder,
-    cluster_theta,
-    draw_counts,
-    log_profiles,
+    nb_theta_mle,
     residual_moments,
+    shrink_log_theta,
     theta_from_sums,
 )
-from scldbench.scld.config import SCLDConfig
 
 
 def _sums_in_batches(x: torch.Tensor, mu: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,21 +98,40 @@ def test_validation_split_holds_out_the_same_share_of_every_cluster():
         SCLDConfig(ae_validation=1.0)
 
 
-def test_cluster_dispersions_follow_big_clusters_and_lean_on_the_pool_when_small():
+def _nb_counts(rng: np.random.Generator, mu: np.ndarray, theta: np.ndarray | float) -> np.ndarray:
+    return rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float64)
+
+
+def test_mle_recovers_each_groups_dispersion_and_marks_poisson_genes():
     rng = np.random.default_rng(2)
-    mu, thetas = 15.0, [0.5, 20.0]
-    sums = []
-    for theta, n in zip(thetas, [20_000, 20_000], strict=True):
-        x = rng.poisson(rng.gamma(theta, mu / theta, size=(n, 1)))
-        means = torch.full((n, 1), mu, dtype=torch.float64)
-        sums.append(residual_moments(torch.as_tensor(x, dtype=torch.float64), means))
-    mean_sq = torch.stack([a for a, _ in sums])
-    excess = torch.stack([b for _, b in sums])
-    own = cluster_theta(mean_sq, excess, prior_weight=30 / 40_000, floor=1e-3).exp().ravel().numpy()
-    assert np.allclose(own, thetas, rtol=0.15), own
-    pooled = theta_from_sums(mean_sq.sum(0), excess.sum(0), 1e-3).exp().item()
-    swamped = cluster_theta(mean_sq, excess, prior_weight=1e3, floor=1e-3).exp().ravel().numpy()
-    assert np.allclose(swamped, pooled, rtol=0.01), (swamped, pooled)
+    n, thetas = 8_000, np.array([[0.3, 3.0, 1e9], [5.0, 0.8, 1e9]])
+    group = np.repeat([0, 1], n)
+    mu = rng.gamma(3.0, 4.0, size=(2 * n, 1)) * np.array([1.0, 3.0, 2.0])
+    x = _nb_counts(rng, mu, thetas[group])
+    got = nb_theta_mle(torch.as_tensor(x), torch.as_tensor(mu), torch.as_tensor(group), 2, floor=1e-3).exp()
+    assert np.allclose(got[:, :2].numpy(), thetas[:, :2], rtol=0.1), got
+    assert torch.all(got[:, 2] > 1e3)  # Poisson counts: no finite dispersion fits better than none
+
+
+def test_mle_follows_the_bulk_where_a_few_outlying_cells_inflate_the_moments():
+    rng = np.random.default_rng(3)
+    n, theta = 5_000, 4.0
+    mu = np.full((n, 1), 10.0)
+    x = _nb_counts(rng, mu, theta)
+    x[:25] = 400.0  # half a percent of cells far out in the tail
+    xt, mut = torch.as_tensor(x), torch.as_tensor(mu)
+    mle = nb_theta_mle(xt, mut, torch.zeros(n, dtype=torch.long), 1, floor=1e-3).exp().item()
+    moments = theta_from_sums(*residual_moments(xt, mut), floor=1e-3).exp().item()
+    assert moments < 0.2 < 1.0 < mle < theta * 1.2
+
+
+def test_small_groups_lean_on_the_pooled_dispersion():
+    own = torch.log(torch.tensor([[0.5], [20.0]]))
+    pooled = torch.log(torch.tensor([2.0]))
+    shrunk = shrink_log_theta(own, pooled, torch.tensor([30_000, 10]), prior_cells=30.0).exp().ravel()
+    assert shrunk[0].item() == pytest.approx(0.5, rel=0.01)
+    assert shrunk[1].item() == pytest.approx(float(np.exp(0.25 * np.log(20.0) + 0.75 * np.log(2.0))), rel=1e-4)
+    assert torch.allclose(shrink_log_theta(own, pooled, torch.tensor([5, 5]), 0.0), own)
 
 
 def test_an_anchored_decoder_starts_at_its_clusters_mean_profile():

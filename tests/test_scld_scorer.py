@@ -79,8 +79,11 @@ def test_scorer_has_three_linear_layers_and_two_outputs():
     scorer = Scorer(12, 16)
     linears = [m for m in scorer.modules() if isinstance(m, torch.nn.Linear)]
     assert len(linears) == 3 and linears[-1].out_features == 2
-    p = scorer.realness(torch.ones(4, 12))
-    assert p.shape == (4,) and bool(((p >= 0) & (p <= 1)).all())
+    counts = torch.rand(4, 12) * 5
+    log_odds = scorer.realness(counts)
+    probability = torch.softmax(scorer(counts), dim=1)[:, 1]
+    assert log_odds.shape == (4,)
+    assert torch.allclose(torch.sigmoid(log_odds), probability, atol=1e-6)
 
 
 @pytest.mark.parametrize("keep", [0.8, 0.5])

@@ -125,31 +125,6 @@ def nb_nll(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) -> to
     return -ll
 
 
-# inverse dispersion standing for "no excess variance": NB draws are then Poisson to within sampling error
-POISSON_THETA = 1e6
-
-
-def residual_moments(counts: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-gene sums of mu^2 and of the variance beyond Poisson, (x - mu)^2 - mu, over a batch of cells.
-
-    Under an NB, Var(x | mu) = mu + mu^2 / theta, so theta = sum(mu^2) / sum((x - mu)^2 - mu) by moments;
-    accumulate the sums over batches, then call `theta_from_sums`.
-    """
-    return (means**2).sum(0), ((counts - means) ** 2 - means).sum(0)
-
-
-def theta_from_sums(mean_sq: torch.Tensor, excess: torch.Tensor, floor: float) -> torch.Tensor:
-    """log theta per gene; genes with no variance beyond Poisson get POISSON_THETA, the rest at least `floor`."""
-    theta = torch.where(excess > 0, mean_sq / excess.clamp(min=1e-12), torch.full_like(mean_sq, POISSON_THETA))
-    return theta.clamp(min=floor, max=POISSON_THETA).log()
-
-
-def cluster_theta(mean_sq: torch.Tensor, excess: torch.Tensor, prior_weight: float, floor: float) -> torch.Tensor:
-    """log theta per cluster and gene from per-cluster moment sums (clusters x genes), each cluster's sums
-    pooled with `prior_weight` times the all-cluster sums: small clusters lean on the shared estimate."""
-    return theta_from_sums(mean_sq + prior_weight * mean_sq.sum(0), excess + prior_weight * excess.sum(0), floor)
-
-
 def draw_counts(mean: torch.Tensor, how: str, log_theta: torch.Tensor | None = None) -> torch.Tensor:
     """Counts around `mean` (cells x genes): Poisson, gamma-Poisson (NB) or the mean itself."""
     mean = mean.float().clamp(min=0)

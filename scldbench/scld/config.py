@@ -10,7 +10,7 @@ from scldbench.errors import ScldbenchError
 AE_LOSSES = ("mse", "poisson", "nb")
 COUNT_SAMPLING = ("poisson", "nb", "mean")
 LIBRARY_MODES = ("empirical", "latent")
-DISPERSIONS = ("moments", "learned")
+DISPERSIONS = ("mle", "moments", "learned")
 DISPERSION_BY = ("cluster", "gene")
 ANCHORS = ("cluster", "none")
 FUSIONS = ("cat", "add", "attention")
@@ -38,15 +38,18 @@ class SCLDConfig:
     ae_anchor: str = "cluster"
     # how a decoded profile becomes counts, and where each cell's library size comes from
     count_sampling: str = "nb"
-    # NB dispersion: "moments" of the training cells around their reconstructions (any ae_loss), or
-    # "learned" with ae_loss="nb"; `dispersion_floor` bounds theta from below (no heavier tails than theta=1)
-    dispersion: str = "moments"
-    dispersion_floor: float = 1.0
-    # one dispersion per gene and cluster (moments pooled with `dispersion_prior_cells` cells' worth of the
-    # all-cluster moments, which steadies small clusters) or one per gene
+    # NB dispersion around the decoded means of the training cells: "mle" (maximum likelihood, fits the bulk and
+    # the zeros), "moments" (matches the variance, which a few outlying cells inflate), or "learned" with
+    # ae_loss="nb"; `dispersion_floor` bounds theta from below
+    dispersion: str = "mle"
+    dispersion_floor: float = 0.01
+    # one dispersion per gene and cluster, each leaning on the all-cluster estimate as if that came from
+    # `dispersion_prior_cells` more cells (steadies small clusters), or one per gene
     dispersion_by: str = "cluster"
-    dispersion_prior_cells: float = 30.0
-    library: str = "empirical"
+    dispersion_prior_cells: float = 10.0
+    # "latent": log library size diffuses as one more latent coordinate, so a cell's depth follows its state;
+    # "empirical": drawn from the training cells of the requested cluster, independent of the latent
+    library: str = "latent"
     # pre-guidance: cluster / global mean expression -> MLP -> embedding fused with the noisy latent
     cond_dim: int = 128
     fusion: str = "cat"
@@ -93,7 +96,9 @@ class SCLDConfig:
             if getattr(self, key) not in allowed:
                 raise ScldbenchError(f"scld: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
         if self.dispersion == "learned" and self.ae_loss != "nb":
-            raise ScldbenchError("scld: dispersion='learned' needs ae_loss='nb'; use dispersion='moments' otherwise")
+            raise ScldbenchError(
+                "scld: dispersion='learned' needs ae_loss='nb'; use dispersion='mle' or 'moments' otherwise"
+            )
         if self.ae_anchor == "cluster" and self.ae_loss == "mse":
             raise ScldbenchError("scld: ae_anchor='cluster' needs ae_loss 'poisson' or 'nb'; use ae_anchor='none'")
         if self.dispersion_prior_cells < 0:

@@ -14,17 +14,10 @@ import torch
 from scldbench.data.counts import to_dense
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator, SampleOutput
-from scldbench.scld.autoencoder import (
-    Autoencoder,
-    cluster_theta,
-    draw_counts,
-    log_normalise,
-    log_profiles,
-    residual_moments,
-    theta_from_sums,
-)
+from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, log_profiles
 from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
+from scldbench.scld.dispersion import POISSON_THETA, nb_theta_mle, residual_moments, shrink_log_theta, theta_from_sums
 from scldbench.scld.sampling import ddim_sample, ddpm_sample, guided_model
 from scldbench.scld.schedule import schedule_from_config
 from scldbench.scld.scorer import Scorer, score_beside, top_indices, train_scorer
@@ -34,6 +27,8 @@ log = logging.getLogger("scldbench.scld")
 _D = SCLDConfig()
 # cap on generated cells the scorer learns from (it sees as many real cells)
 _SCORER_MAX_CELLS = 8192
+# cells whose counts and decoded means the maximum-likelihood dispersion holds in memory at once
+_DISPERSION_MAX_CELLS = 4096
 # fewer validation (or fitting) cells than this and the autoencoder fits on every cell
 _MIN_VALIDATION_CELLS = 32
 
@@ -208,14 +203,31 @@ class SCLD(Generator):
 
     @torch.no_grad()
     def _fit_dispersion(self, data: CountData, cluster: torch.Tensor) -> torch.Tensor:
-        """log theta (clusters x genes) for NB draws around decoded means, by moments over the training cells.
+        """log theta (clusters x genes) for NB draws around decoded means of the training cells.
 
-        With `dispersion_by="cluster"` each cluster's moments are pooled with `dispersion_prior_cells` cells'
-        worth of the all-cluster moments; with `"gene"` every cluster shares the all-cluster estimate.
+        `dispersion="mle"` maximises the NB likelihood, `"moments"` matches the variance beyond Poisson. With
+        `dispersion_by="cluster"` each cluster's estimate leans on the all-cluster one as if that came from
+        `dispersion_prior_cells` more cells; with `"gene"` every cluster shares the all-cluster estimate.
         """
         cfg, n_k = self.config, len(self._clusters)
         if cfg.dispersion == "learned":
             return self._ae.log_theta.detach().clone().expand(n_k, -1).contiguous()
+        if cfg.dispersion == "mle":
+            own, pooled, n_cells = self._dispersion_mle(data, cluster)
+        else:
+            own, pooled, n_cells = self._dispersion_moments(data, cluster)
+        overdispersed = pooled < math.log(POISSON_THETA) - 1e-3
+        self.diagnostics["dispersion_poisson_genes"] = float(1 - overdispersed.float().mean())
+        if bool(overdispersed.any()):
+            self.diagnostics["dispersion_theta_median"] = float(pooled[overdispersed].exp().median())
+        if cfg.dispersion_by == "gene":
+            return pooled.expand(n_k, -1).contiguous()
+        return shrink_log_theta(own, pooled, n_cells, cfg.dispersion_prior_cells)
+
+    def _dispersion_moments(
+        self, data: CountData, cluster: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n_k, floor = len(self._clusters), self.config.dispersion_floor
         mean_sq = torch.zeros(n_k, data.n_vars, device=data.device)
         excess = torch.zeros(n_k, data.n_vars, device=data.device)
         for start in range(0, data.n_obs, 1024):
@@ -226,14 +238,28 @@ class SCLD(Generator):
                 a, b = residual_moments(x[k == j], mu[k == j])
                 mean_sq[j] += a
                 excess[j] += b
-        pooled = theta_from_sums(mean_sq.sum(0), excess.sum(0), cfg.dispersion_floor)
-        if cfg.dispersion_by == "gene":
-            log_theta = pooled.expand(n_k, -1).contiguous()
-        else:
-            weight = cfg.dispersion_prior_cells / max(data.n_obs, 1)
-            log_theta = cluster_theta(mean_sq, excess, weight, cfg.dispersion_floor)
-        self.diagnostics["dispersion_theta_median"] = float(pooled.exp().median())
-        return log_theta
+        own = theta_from_sums(mean_sq, excess, floor)
+        pooled = theta_from_sums(mean_sq.sum(0), excess.sum(0), floor)
+        return own, pooled, torch.bincount(cluster, minlength=n_k)
+
+    def _dispersion_mle(
+        self, data: CountData, cluster: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n_k, floor = len(self._clusters), self.config.dispersion_floor
+        idx = np.arange(data.n_obs)
+        if idx.size > _DISPERSION_MAX_CELLS:
+            idx = np.sort(self._rng.choice(idx, size=_DISPERSION_MAX_CELLS, replace=False))
+        counts, means = [], []
+        for start in range(0, idx.size, 1024):
+            part = idx[start : start + 1024]
+            x = data(part)
+            counts.append(x)
+            means.append(self._decoded_mean(x, cluster[torch.as_tensor(part, device=data.device)]))
+        x, mu = torch.cat(counts), torch.cat(means)
+        k = cluster[torch.as_tensor(idx, device=data.device)]
+        own = nb_theta_mle(x, mu, k, n_k, floor)
+        pooled = nb_theta_mle(x, mu, torch.zeros_like(k), 1, floor)[0]
+        return own, pooled, torch.bincount(k, minlength=n_k)
 
     @torch.no_grad()
     def _encode_all(

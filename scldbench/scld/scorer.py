@@ -31,8 +31,9 @@ class Scorer(nn.Module):
 
     @torch.no_grad()
     def realness(self, counts: torch.Tensor) -> torch.Tensor:
-        """Probability that each cell is real."""
-        return torch.softmax(self.forward(counts).float(), dim=1)[:, 1]
+        """Log-odds that each cell is real: ranks as the probability does, without saturating at 0 or 1."""
+        logits = self.forward(counts).float()
+        return logits[:, 1] - logits[:, 0]
 
 
 def train_scorer(

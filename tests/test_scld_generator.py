@@ -72,6 +72,19 @@ def test_output_contract_and_diagnostics(model: SCLD, data):
     assert 0.0 <= ceiling["rf_auc"] <= 1.0 and model.diagnostics["ae_ceiling"] == ceiling
 
 
+def test_generated_depth_follows_each_clusters_depth(model: SCLD, data):
+    labels = data.train.obs[data.labels_key].astype(str).to_numpy()
+    depth = np.asarray(data.train.X.sum(1)).ravel()
+    big = [k for k in np.unique(labels) if (labels == k).sum() >= 40]
+    out = model.sample(100 * len(big), labels={k: 100 for k in big}, seed=3)
+    got_labels = out.obs[data.labels_key].astype(str).to_numpy()
+    got = np.asarray(out.X.sum(1)).ravel()
+    real_median = np.array([np.median(depth[labels == k]) for k in big])
+    fake_median = np.array([np.median(got[got_labels == k]) for k in big])
+    assert np.all(np.abs(np.log(fake_median / real_median)) < np.log(1.5)), (real_median, fake_median)
+    assert np.corrcoef(np.log(real_median), np.log(fake_median))[0, 1] > 0.5
+
+
 def test_unconditional_sampling_follows_training_proportions(model: SCLD, data):
     out = model.sample(400, seed=2)
     got = out.obs[data.labels_key].value_counts(normalize=True)

@@ -142,7 +142,9 @@ class SCLD(Generator):
         )
         self.diagnostics["ae_validation_cells"] = int(val_idx.size)
 
+        t_disp = time.perf_counter()
         self._log_theta = self._fit_dispersion(data, cluster_t)
+        self.diagnostics["dispersion_seconds"] = time.perf_counter() - t_disp
         latents, profiles = self._encode_all(data, library, cluster_of)
         self._latent_mean, self._latent_std = latents.mean(0), latents.std(0).clamp(min=1e-4)
         latents = (latents - self._latent_mean) / self._latent_std

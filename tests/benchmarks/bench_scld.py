@@ -23,6 +23,9 @@ PAPER_LITERAL: dict[str, Any] = {
     "ae_loss": "mse",
     "count_sampling": "mean",
     "ae_latent_activation": "relu",
+    "ae_anchor": "none",
+    "ae_validation": 0.0,
+    "library": "empirical",
     "ema_decay": 0.0,
 }
 

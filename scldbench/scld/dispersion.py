@@ -13,7 +13,8 @@ import torch
 
 # inverse dispersion standing for "no excess variance": NB draws are then Poisson to within sampling error
 POISSON_THETA = 1e6
-_BISECTION_STEPS = 30
+# log theta spans [log floor, log 1e6], under 20 nats: 20 halvings leave it within 2e-5
+_BISECTION_STEPS = 20
 
 
 def residual_moments(counts: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,7 +41,7 @@ def nb_theta_score(
     digamma difference vanishes at x = 0, so it is only evaluated on the non-zero counts.
     """
     theta = log_theta.exp()[group]
-    dense = torch.log(theta / (theta + means)) + (means - counts) / (theta + means)
+    dense = (means - counts) / (theta + means) - torch.log1p(means / theta)
     score = torch.zeros(n_groups, counts.shape[1], device=counts.device, dtype=dense.dtype)
     score.index_add_(0, group, dense)
     rows, cols = torch.nonzero(counts > 0, as_tuple=True)

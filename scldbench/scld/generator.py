@@ -28,7 +28,7 @@ _D = SCLDConfig()
 # cap on generated cells the scorer learns from (it sees as many real cells)
 _SCORER_MAX_CELLS = 8192
 # cells whose counts and decoded means the maximum-likelihood dispersion holds in memory at once
-_DISPERSION_MAX_CELLS = 4096
+_DISPERSION_MAX_CELLS = 2048
 # fewer validation (or fitting) cells than this and the autoencoder fits on every cell
 _MIN_VALIDATION_CELLS = 32
 

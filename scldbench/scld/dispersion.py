@@ -33,22 +33,27 @@ def theta_from_sums(mean_sq: torch.Tensor, excess: torch.Tensor, floor: float) -
 
 
 def nb_theta_score(
-    counts: torch.Tensor, means: torch.Tensor, group: torch.Tensor, log_theta: torch.Tensor, n_groups: int
+    counts: torch.Tensor,
+    means: torch.Tensor,
+    group: torch.Tensor,
+    log_theta: torch.Tensor,
+    n_groups: int,
+    nonzero: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """d/dtheta of the NB log-likelihood, summed per group and gene (groups x genes), at log theta per group.
 
     Per count: digamma(x + theta) - digamma(theta) + log(theta / (theta + mu)) + (mu - x) / (theta + mu); the
-    digamma difference vanishes at x = 0, so it is only evaluated on the non-zero counts.
+    digamma difference vanishes at x = 0, so it is only evaluated on the non-zero counts (`nonzero`: their
+    row and column indices, found here when not given).
     """
     theta = log_theta.exp()[group]
     dense = (means - counts) / (theta + means) - torch.log1p(means / theta)
     score = torch.zeros(n_groups, counts.shape[1], device=counts.device, dtype=dense.dtype)
     score.index_add_(0, group, dense)
-    rows, cols = torch.nonzero(counts > 0, as_tuple=True)
+    rows, cols = torch.nonzero(counts > 0, as_tuple=True) if nonzero is None else nonzero
     th = theta[rows, cols]
     sparse = torch.digamma(counts[rows, cols] + th) - torch.digamma(th)
-    flat = score.view(-1)
-    flat.index_add_(0, group[rows] * counts.shape[1] + cols, sparse)
+    score.view(-1).index_add_(0, group[rows] * counts.shape[1] + cols, sparse)
     return score
 
 
@@ -62,13 +67,14 @@ def nb_theta_mle(
     Cells are rows; `group` gives each cell's group. Groups without cells come back as POISSON_THETA.
     """
     counts, means = counts.double(), means.double().clamp(min=1e-10)
+    nonzero = torch.nonzero(counts > 0, as_tuple=True)
     shape = (n_groups, counts.shape[1])
     lo = torch.full(shape, math.log(floor), device=counts.device, dtype=torch.float64)
     hi = torch.full(shape, math.log(POISSON_THETA), device=counts.device, dtype=torch.float64)
-    poisson = nb_theta_score(counts, means, group, hi, n_groups) >= 0
+    poisson = nb_theta_score(counts, means, group, hi, n_groups, nonzero) >= 0
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
-        rising = nb_theta_score(counts, means, group, mid, n_groups) > 0
+        rising = nb_theta_score(counts, means, group, mid, n_groups, nonzero) > 0
         lo = torch.where(rising, mid, lo)
         hi = torch.where(rising, hi, mid)
     return torch.where(poisson, hi, (lo + hi) / 2).float()

@@ -16,6 +16,7 @@ ANCHORS = ("cluster", "none")
 FUSIONS = ("cat", "add", "attention")
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("linear", "cosine")
+LATENT_SCALINGS = ("quantile", "standard")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class SCLDConfig:
     # "latent": log library size diffuses as one more latent coordinate, so a cell's depth follows its state;
     # "empirical": drawn from the training cells of the requested cluster, independent of the latent
     library: str = "latent"
+    # how latent coordinates are mapped before they diffuse: "quantile" onto a standard normal each (the ELU
+    # bottleneck leaves them skewed and bounded), "standard" centred and scaled only
+    latent_scaling: str = "quantile"
     # pre-guidance: cluster / global mean expression -> MLP -> embedding fused with the noisy latent
     cond_dim: int = 128
     fusion: str = "cat"
@@ -91,6 +95,7 @@ class SCLDConfig:
             "fusion": FUSIONS,
             "sampler": SAMPLERS,
             "schedule": SCHEDULES,
+            "latent_scaling": LATENT_SCALINGS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -18,6 +18,7 @@ from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, 
 from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.dispersion import POISSON_THETA, nb_theta_mle, residual_moments, shrink_log_theta, theta_from_sums
+from scldbench.scld.latent_scaling import fit_latent_scaler
 from scldbench.scld.sampling import ddim_sample, ddpm_sample, guided_model
 from scldbench.scld.schedule import schedule_from_config
 from scldbench.scld.scorer import Scorer, score_beside, top_indices, train_scorer
@@ -61,6 +62,7 @@ class SCLD(Generator):
         dispersion_by: str = _D.dispersion_by,
         dispersion_prior_cells: float = _D.dispersion_prior_cells,
         library: str = _D.library,
+        latent_scaling: str = _D.latent_scaling,
         cond_dim: int = _D.cond_dim,
         fusion: str = _D.fusion,
         cond_drop: float = _D.cond_drop,
@@ -146,8 +148,8 @@ class SCLD(Generator):
         self._log_theta = self._fit_dispersion(data, cluster_t)
         self.diagnostics["dispersion_seconds"] = time.perf_counter() - t_disp
         latents, profiles = self._encode_all(data, library, cluster_of)
-        self._latent_mean, self._latent_std = latents.mean(0), latents.std(0).clamp(min=1e-4)
-        latents = (latents - self._latent_mean) / self._latent_std
+        self._scaler = fit_latent_scaler(latents, cfg.latent_scaling)
+        latents = self._scaler.to_diffusion(latents)
         self._schedule = schedule_from_config(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end)
         model = Denoiser(
             latents.shape[1], profiles, cfg.denoiser_channels, cfg.cond_dim, cfg.time_dim, cfg.dropout, cfg.fusion
@@ -311,12 +313,12 @@ class SCLD(Generator):
                 return model(z, t, c).float()
 
         eps_fn = guided_model(eps_model, len(self._clusters), float(w))
-        dim = self._latent_mean.numel()
+        dim = self._scaler.dim
         if (sampler or cfg.sampler) == "ddim":
             z = ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps)
         else:
             z = ddpm_sample(eps_fn, self._schedule, cond, dim)
-        z = z * self._latent_std + self._latent_mean
+        z = self._scaler.from_diffusion(z)
         if cfg.library == "latent":
             lib = torch.exp(z[:, -1]).clamp(min=1.0)
             z = z[:, :-1]

@@ -26,6 +26,7 @@ PAPER_LITERAL: dict[str, Any] = {
     "ae_anchor": "none",
     "ae_validation": 0.0,
     "library": "empirical",
+    "latent_scaling": "standard",
     "ema_decay": 0.0,
 }
 

@@ -53,22 +53,25 @@ class LatentScaler:
     def dim(self) -> int:
         return int(self.mean.numel())
 
+    def _levels(self) -> torch.Tensor:
+        """The quantile level of every knot, shaped like `knots`."""
+        knots = self.knots
+        levels = torch.linspace(0, 1, knots.shape[0], device=knots.device, dtype=knots.dtype)
+        return levels[:, None].expand_as(knots)
+
     def to_diffusion(self, latents: torch.Tensor) -> torch.Tensor:
         if self.knots is None:
             return (latents - self.mean) / self.std
-        levels = torch.linspace(0, 1, self.knots.shape[0], device=latents.device, dtype=latents.dtype)
-        levels = levels[:, None].expand_as(self.knots)
-        x, knots = latents.to(self.knots.dtype), self.knots
+        x, levels = latents.to(self.knots.dtype), self._levels()
         # ties (a coordinate stuck at one value) get the middle of their run of levels
-        u = 0.5 * (batched_interp(x, knots, levels, right=False) + batched_interp(x, knots, levels, right=True))
+        u = 0.5 * (batched_interp(x, self.knots, levels) + batched_interp(x, self.knots, levels, right=True))
         return normal_quantile(u).to(latents.dtype)
 
     def from_diffusion(self, z: torch.Tensor) -> torch.Tensor:
         if self.knots is None:
             return z * self.std + self.mean
-        levels = torch.linspace(0, 1, self.knots.shape[0], device=z.device, dtype=self.knots.dtype)
         u = torch.special.ndtr(z.to(self.knots.dtype))
-        return batched_interp(u, levels[:, None].expand_as(self.knots).contiguous(), self.knots).to(z.dtype)
+        return batched_interp(u, self._levels(), self.knots).to(z.dtype)
 
 
 def fit_latent_scaler(latents: torch.Tensor, kind: str, n_knots: int = 1000) -> LatentScaler:

@@ -27,13 +27,15 @@ class SCLDConfig:
     ae_activation: str = "elu"
     ae_latent_activation: str = "elu"
     ae_loss: str = "poisson"
-    ae_epochs: int = 100
+    # a short fit annealed to its end: generated cells decode latents like the training cells', and those need
+    # more cell-level detail than the epoch best for unseen cells keeps (see README, "SCLD's count model")
+    ae_epochs: int = 20
     ae_lr: float = 1e-3
     ae_batch_size: int = 128
     ae_weight_decay: float = 0.0
     # fraction of training cells (of every cluster) the autoencoder does not fit: they pick its best epoch
     # (0: fit on every cell for all `ae_epochs`)
-    ae_validation: float = 0.15
+    ae_validation: float = 0.0
     # "cluster": the decoder's logits are offsets from the log mean profile of the cell's cluster, so the latent
     # carries within-cluster variation only; "none": the paper's plain decoder
     ae_anchor: str = "cluster"

@@ -413,7 +413,8 @@ class SCLD(Generator):
     ) -> dict[str, float]:
         """Score reconstructed `reference_adata` cells (real, unseen in training) against real `test_adata` cells.
 
-        No diffusion on this latent can do better than its decoder: this is SCLD's floor under the protocol.
+        It measures the autoencoder and count model on cells they did not fit; generated cells decode latents drawn
+        like the training cells', so SCLD's own score can fall below it.
         """
         from scldbench.protocols import get_protocol
 

@@ -204,9 +204,11 @@ def train_denoiser(
         loss.backward()
         opt.step()
         if ema is not None:
+            # the average's horizon grows with the steps taken, so a short run does not average in its start
+            decay = min(ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
                 for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                    pe.lerp_(pm, 1 - ema_decay)
+                    pe.lerp_(pm, 1 - decay)
         # a tensor, so that CUDA never waits on the host to read the loss back
         running = 0.98 * running + 0.02 * loss.detach() if step else loss.detach()
         if log is not None and (step + 1) % max(1, steps // 5) == 0:

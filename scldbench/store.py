@@ -68,15 +68,19 @@ class RunStore:
 
     def supersede(self, planned: dict[tuple[str, int], str]) -> None:
         """Move records whose (label, seed) is planned under another key (other settings) to `jobs/superseded/`:
-        they stay on disk, and reports of the run show only what its latest plan made."""
+        they stay on disk, and reports of the run show only what its latest plan made. A superseded record whose
+        key is planned again (settings changed back) moves back, so that its job is reused, not recomputed."""
         folder = self.root / JOBS_DIR
+        old = folder / SUPERSEDED_DIR
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            record = json.loads(path.read_text())
-            key = planned.get((record.get("label"), record.get("seed")))
-            if key is not None and record.get("key") != key:
-                target = folder / SUPERSEDED_DIR / path.name
-                target.parent.mkdir(exist_ok=True)
-                os.replace(path, target)
+            label, seed, key = _identity(path)
+            if (label, seed) in planned and planned[(label, seed)] != key:
+                old.mkdir(exist_ok=True)
+                os.replace(path, old / path.name)
+        for path in sorted(old.glob("*.json")) if old.is_dir() else []:
+            label, seed, key = _identity(path)
+            if planned.get((label, seed)) == key and not (folder / path.name).exists():
+                os.replace(path, folder / path.name)
 
     def records(self) -> list[dict[str, Any]]:
         self.read_run()
@@ -120,3 +124,9 @@ def find_runs(store: str | Path) -> list[RunStore]:
     if not store.exists():
         raise ScldbenchError(f"{store} does not exist; give a folder holding runs (the --out of `scldbench run`)")
     return [RunStore(p.parent) for p in sorted(store.rglob(RUN_FILE))]
+
+
+def _identity(path: Path) -> tuple[Any, Any, Any]:
+    """(label, seed, key) of a job record."""
+    record = json.loads(path.read_text())
+    return record.get("label"), record.get("seed"), record.get("key")

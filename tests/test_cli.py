@@ -74,6 +74,24 @@ def test_rerun_with_new_settings_supersedes_the_old_record_without_deleting_it(t
     assert len(kept) == 1 and json.loads(kept[0].read_text())["params"] == {}
 
 
+def test_settings_changed_back_reuse_the_superseded_record(tmp_path):
+    out = tmp_path / "run"
+    original = suite_file(tmp_path, '["nb"]')
+    runner.invoke(app, ["run", original, "--out", str(out)])
+    first = json.loads(runner.invoke(app, ["show", str(out), "--json"]).output)[0]
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    runner.invoke(
+        app, ["run", suite_file(changed, '[{ name = "nb", params = { method = "moments" } }]'), "--out", str(out)]
+    )
+    result = runner.invoke(app, ["run", original, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    again = json.loads(runner.invoke(app, ["show", str(out), "--json"]).output)
+    assert len(again) == 1 and again[0]["reused"] and again[0]["started_at"] == first["started_at"]
+    kept = [json.loads(p.read_text()) for p in (out / "jobs" / "superseded").glob("*.json")]
+    assert [r["params"] for r in kept] == [{"method": "moments"}]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -138,7 +156,8 @@ def test_lists(tmp_path):
 
 def test_a_plugin_package_registers_through_the_entry_point(tmp_path, monkeypatch):
     """A third-party package with an entry point in `scldbench.generators` is found without touching the core."""
-    (tmp_path / "my_plugin.py").write_text(textwrap.dedent('''
+    (tmp_path / "my_plugin.py").write_text(
+        textwrap.dedent("""
         import numpy as np
         from scldbench import Generator
 
@@ -151,7 +170,8 @@ def test_a_plugin_package_registers_through_the_entry_point(tmp_path, monkeypatc
 
             def _sample(self, n_cells, labels, guidance):
                 return self._rng.poisson(self.means, size=(n_cells, self.n_genes))
-    '''))
+    """)
+    )
     dist = tmp_path / "my_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 0.1\n")

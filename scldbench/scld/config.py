@@ -71,8 +71,8 @@ class SCLDConfig:
     batch_size: int = 128
     steps: int = 20_000
     lr: float = 1e-3
-    # sample with an exponential moving average of the denoiser's weights, not the last step's (0: the last step)
-    ema_decay: float = 0.999
+    # > 0: sample with an exponential moving average of the denoiser's weights (0: the last step's; see README)
+    ema_decay: float = 0.0
     # sampling
     sampler: str = "ddpm"
     ddim_steps: int = 50

@@ -79,6 +79,7 @@ class SCLD(Generator):
         ema_decay: float = _D.ema_decay,
         sampler: str = _D.sampler,
         ddim_steps: int = _D.ddim_steps,
+        ddim_eta: float = _D.ddim_eta,
         guidance: float = _D.guidance,
         sample_batch_size: int = _D.sample_batch_size,
         scorer: bool = _D.scorer,
@@ -315,7 +316,7 @@ class SCLD(Generator):
         eps_fn = guided_model(eps_model, len(self._clusters), float(w))
         dim = self._scaler.dim
         if (sampler or cfg.sampler) == "ddim":
-            z = ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps)
+            z = ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps, eta=cfg.ddim_eta)
         else:
             z = ddpm_sample(eps_fn, self._schedule, cond, dim)
         z = self._scaler.from_diffusion(z)

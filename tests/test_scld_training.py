@@ -1,9 +1,10 @@
 import numpy as np
+import pytest
 import torch
 
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.schedule import schedule_from_config
-from scldbench.scld.training import train_denoiser
+from scldbench.scld.training import lr_factor, train_denoiser
 
 
 def _flat(model: torch.nn.Module) -> torch.Tensor:
@@ -44,3 +45,13 @@ def test_ema_of_a_short_run_tracks_its_end_not_its_start():
     start, last, sampled = _train(60, 0.999)
     assert not torch.equal(last, sampled)
     assert (sampled - last).norm() < 0.5 * (sampled - start).norm()
+
+
+def test_learning_rate_schedules_follow_their_closed_forms():
+    assert [lr_factor("constant", s, 100) for s in (0, 50, 100)] == [1.0, 1.0, 1.0]
+    assert lr_factor("cosine", 0, 100) == 1.0
+    assert abs(lr_factor("cosine", 50, 100) - 0.5) < 1e-12
+    assert abs(lr_factor("cosine", 25, 100) - (1 + np.cos(np.pi / 4)) / 2) < 1e-12
+    assert lr_factor("cosine", 100, 100) < 1e-12
+    with pytest.raises(ValueError, match="learning-rate schedule"):
+        lr_factor("step", 0, 100)

@@ -16,6 +16,8 @@ ANCHORS = ("cluster", "none")
 FUSIONS = ("cat", "add", "attention")
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("linear", "cosine")
+LR_SCHEDULES = ("constant", "cosine")
+LATENT_CALIBRATIONS = ("mean", "none")
 LATENT_SCALINGS = ("quantile", "standard")
 
 
@@ -71,6 +73,9 @@ class SCLDConfig:
     batch_size: int = 128
     steps: int = 20_000
     lr: float = 1e-3
+    # the denoiser's learning rate over its steps: "constant" (the paper's AdamW as is) or "cosine", decayed to
+    # zero by the last step (measured in the README)
+    lr_schedule: str = "constant"
     # > 0: sample with an exponential moving average of the denoiser's weights (0: the last step's; see README)
     ema_decay: float = 0.0
     # sampling
@@ -80,6 +85,11 @@ class SCLDConfig:
     # DDPM's quality at 50 steps where eta 0 did not; see README)
     ddim_eta: float = 1.0
     guidance: float = 0.0
+    # "mean": after training, latents sampled for the training cells' clusters are compared with those cells' own
+    # latents, and each cluster's mean gap (shrunk by n / (n + calibration_prior_cells)) is added to its later
+    # samples; estimated with the configured sampler at `guidance`, applied only at that guidance (see README)
+    latent_calibration: str = "mean"
+    calibration_prior_cells: float = 10.0
     sample_batch_size: int = 1024
     # post-guidance scorer
     scorer: bool = True
@@ -101,6 +111,8 @@ class SCLDConfig:
             "fusion": FUSIONS,
             "sampler": SAMPLERS,
             "schedule": SCHEDULES,
+            "lr_schedule": LR_SCHEDULES,
+            "latent_calibration": LATENT_CALIBRATIONS,
             "latent_scaling": LATENT_SCALINGS,
         }
         for key, allowed in choices.items():
@@ -114,6 +126,8 @@ class SCLDConfig:
             raise ScldbenchError("scld: ae_anchor='cluster' needs ae_loss 'poisson' or 'nb'; use ae_anchor='none'")
         if self.dispersion_prior_cells < 0:
             raise ScldbenchError(f"scld: dispersion_prior_cells must be >= 0, got {self.dispersion_prior_cells}")
+        if self.calibration_prior_cells < 0:
+            raise ScldbenchError(f"scld: calibration_prior_cells must be >= 0, got {self.calibration_prior_cells}")
         if self.dispersion_floor <= 0:
             raise ScldbenchError(f"scld: dispersion_floor must be > 0, got {self.dispersion_floor}")
         if not 0 <= self.ae_validation < 1:

@@ -15,6 +15,7 @@ from scldbench.data.counts import to_dense
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator, SampleOutput
 from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, log_profiles
+from scldbench.scld.calibration import cluster_mean_offsets
 from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.dispersion import POISSON_THETA, nb_theta_mle, residual_moments, shrink_log_theta, theta_from_sums
@@ -76,11 +77,14 @@ class SCLD(Generator):
         batch_size: int = _D.batch_size,
         steps: int = _D.steps,
         lr: float = _D.lr,
+        lr_schedule: str = _D.lr_schedule,
         ema_decay: float = _D.ema_decay,
         sampler: str = _D.sampler,
         ddim_steps: int = _D.ddim_steps,
         ddim_eta: float = _D.ddim_eta,
         guidance: float = _D.guidance,
+        latent_calibration: str = _D.latent_calibration,
+        calibration_prior_cells: float = _D.calibration_prior_cells,
         sample_batch_size: int = _D.sample_batch_size,
         scorer: bool = _D.scorer,
         keep_fraction: float = _D.keep_fraction,
@@ -169,27 +173,46 @@ class SCLD(Generator):
             amp,
             self._rng,
             log.info,
+            lr_schedule=cfg.lr_schedule,
         )
         self.diagnostics |= figures
 
+        # cells the model draws after training, for the training cells' own clusters: the latent calibration
+        # compares them with the training latents, the scorer learns to tell them from real cells
+        self._latent_offset: torch.Tensor | None = None
+        self._calibrated_guidance = float(cfg.guidance)
         self._scorer: Scorer | None = None
-        if cfg.scorer:
+        if cfg.latent_calibration != "none" or cfg.scorer:
             t1 = time.perf_counter()
-            n_gen = min(adata.n_obs, _SCORER_MAX_CELLS)
-            idx = self._rng.choice(len(self._clusters), size=n_gen, p=self._cluster_weights())
-            generated = self._generate(idx, cfg.guidance)
-            self._scorer = Scorer(adata.n_vars, cfg.scorer_hidden).to(device)
-            acc = train_scorer(
-                self._scorer,
-                data,
-                adata.n_obs,
-                generated.to(device),
-                cfg.scorer_epochs,
-                cfg.scorer_lr,
-                cfg.batch_size,
-                self._rng,
-            )
-            self.diagnostics |= {"scorer_train_accuracy": acc, "scorer_seconds": time.perf_counter() - t1}
+            plan = cluster_of
+            if plan.size > _SCORER_MAX_CELLS:
+                plan = self._rng.choice(cluster_of, size=_SCORER_MAX_CELLS, replace=False)
+            drawn = self._sample_latents(plan, cfg.guidance)
+            if cfg.latent_calibration == "mean":
+                plan_t = torch.as_tensor(plan, device=device, dtype=torch.long)
+                self._latent_offset = cluster_mean_offsets(
+                    latents, cluster_t, drawn, plan_t, len(self._clusters), cfg.calibration_prior_cells
+                )
+                self.diagnostics["latent_offset_norm"] = float(self._latent_offset.norm(dim=1).mean())
+            self.diagnostics["calibration_seconds"] = time.perf_counter() - t1
+            if cfg.scorer:
+                t2 = time.perf_counter()
+                step, w = cfg.sample_batch_size, cfg.guidance
+                generated = torch.cat(
+                    [self._decode(drawn[i : i + step], plan[i : i + step], w) for i in range(0, plan.size, step)]
+                )
+                self._scorer = Scorer(adata.n_vars, cfg.scorer_hidden).to(device)
+                acc = train_scorer(
+                    self._scorer,
+                    data,
+                    adata.n_obs,
+                    generated.to(device),
+                    cfg.scorer_epochs,
+                    cfg.scorer_lr,
+                    cfg.batch_size,
+                    self._rng,
+                )
+                self.diagnostics |= {"scorer_train_accuracy": acc, "scorer_seconds": time.perf_counter() - t2}
         self.diagnostics["fit_seconds"] = time.perf_counter() - t0
 
     def _cluster_weights(self) -> np.ndarray:
@@ -295,16 +318,15 @@ class SCLD(Generator):
 
     # ----------------------------------------------------------------- generation
     @torch.no_grad()
-    def _generate(self, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
-        """Counts (CPU tensor) for cells of the given cluster indices, without the scorer."""
-        out = [
-            self._generate_batch(cluster_idx[i : i + self.config.sample_batch_size], w)
-            for i in range(0, len(cluster_idx), self.config.sample_batch_size)
-        ]
-        return torch.cat(out)
+    def _sample_latents(self, cluster_idx: np.ndarray, w: float, sampler: str | None = None) -> torch.Tensor:
+        """Latents in the diffusion's space for cells of the given cluster indices, batch by batch."""
+        size = self.config.sample_batch_size
+        return torch.cat(
+            [self._sample_latent_batch(cluster_idx[i : i + size], w, sampler) for i in range(0, len(cluster_idx), size)]
+        )
 
     @torch.no_grad()
-    def _generate_batch(self, cluster_idx: np.ndarray, w: float, sampler: str | None = None) -> torch.Tensor:
+    def _sample_latent_batch(self, cluster_idx: np.ndarray, w: float, sampler: str | None = None) -> torch.Tensor:
         cfg, device = self.config, self.device
         cond = torch.as_tensor(cluster_idx, device=device, dtype=torch.long)
         model = self._denoiser
@@ -316,9 +338,17 @@ class SCLD(Generator):
         eps_fn = guided_model(eps_model, len(self._clusters), float(w))
         dim = self._scaler.dim
         if (sampler or cfg.sampler) == "ddim":
-            z = ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps, eta=cfg.ddim_eta)
-        else:
-            z = ddpm_sample(eps_fn, self._schedule, cond, dim)
+            return ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps, eta=cfg.ddim_eta)
+        return ddpm_sample(eps_fn, self._schedule, cond, dim)
+
+    @torch.no_grad()
+    def _decode(self, z: torch.Tensor, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
+        """Counts (CPU tensor) from latents in the diffusion's space: calibration, decoder, library, count draw."""
+        cfg, device = self.config, self.device
+        cond = torch.as_tensor(cluster_idx, device=device, dtype=torch.long)
+        offset = getattr(self, "_latent_offset", None)
+        if offset is not None and float(w) == self._calibrated_guidance:
+            z = z + offset[cond]
         z = self._scaler.from_diffusion(z)
         if cfg.library == "latent":
             lib = torch.exp(z[:, -1]).clamp(min=1.0)
@@ -332,6 +362,11 @@ class SCLD(Generator):
         with autocast(device, cfg.mixed_precision):
             profile = self._ae.profile(z, cond)
         return draw_counts(profile * lib[:, None], cfg.count_sampling, self._log_theta[cond]).cpu()
+
+    @torch.no_grad()
+    def _generate_batch(self, cluster_idx: np.ndarray, w: float, sampler: str | None = None) -> torch.Tensor:
+        """Counts (CPU tensor) for one batch of cells of the given cluster indices, without the scorer."""
+        return self._decode(self._sample_latent_batch(cluster_idx, w, sampler), cluster_idx, w)
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None) -> SampleOutput:
         cfg = self.config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from collections.abc import Callable
 
@@ -162,6 +163,15 @@ def validation_loss(
     return total / max(len(idx), 1)
 
 
+def lr_factor(kind: str, step: int, steps: int) -> float:
+    """The learning rate at `step` of `steps` as a fraction of the base rate: "constant" or "cosine" (to zero)."""
+    if kind == "constant":
+        return 1.0
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+    raise ValueError(f"unknown learning-rate schedule {kind!r}; use 'cosine' or 'constant'")
+
+
 def train_denoiser(
     model: Denoiser,
     latents: torch.Tensor,
@@ -176,6 +186,7 @@ def train_denoiser(
     amp: bool,
     rng: np.random.Generator,
     log: Callable[[str], None] | None = None,
+    lr_schedule: str = "constant",
 ) -> tuple[Denoiser, dict[str, float]]:
     """eps-prediction MSE; a fraction `cond_drop` of each batch sees the global condition instead of its cluster.
 
@@ -183,6 +194,7 @@ def train_denoiser(
     """
     device = latents.device
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(lr_schedule, step, steps))
     ema = copy.deepcopy(model).eval() if ema_decay > 0 else None
     if ema is not None:
         ema.requires_grad_(False)
@@ -203,6 +215,7 @@ def train_denoiser(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         if ema is not None:
             # the average's horizon grows with the steps taken, so a short run does not average in its start
             decay = min(ema_decay, (1 + step) / (10 + step))

@@ -28,6 +28,7 @@ PAPER_LITERAL: dict[str, Any] = {
     "library": "empirical",
     "latent_scaling": "standard",
     "ema_decay": 0.0,
+    "lr_schedule": "constant",
 }
 
 

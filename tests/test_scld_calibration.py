@@ -1,0 +1,20 @@
+import torch
+
+from scldbench.scld.calibration import cluster_mean_offsets
+
+
+def test_offsets_are_the_shrunk_mean_gap_per_cluster():
+    torch.manual_seed(0)
+    real = torch.cat([torch.randn(30, 3) + torch.tensor([1.0, 0.0, -1.0]), torch.randn(10, 3)])
+    real_cluster = torch.tensor([0] * 30 + [1] * 10)
+    sampled = torch.cat([torch.randn(50, 3), torch.randn(20, 3) + 2.0])
+    sampled_cluster = torch.tensor([0] * 50 + [1] * 20)
+    offsets = cluster_mean_offsets(real, real_cluster, sampled, sampled_cluster, 3, prior_cells=10.0)
+    gap0 = real[:30].mean(0) - sampled[:50].mean(0)
+    gap1 = real[30:].mean(0) - sampled[50:].mean(0)
+    assert torch.allclose(offsets[0], gap0 * 30 / 40)
+    assert torch.allclose(offsets[1], gap1 * 10 / 20)
+    # a cluster with no cells on either side is left where the model puts it
+    assert torch.equal(offsets[2], torch.zeros(3))
+    unshrunk = cluster_mean_offsets(real, real_cluster, sampled, sampled_cluster, 3, prior_cells=0.0)
+    assert torch.allclose(sampled[:50].mean(0) + unshrunk[0], real[:30].mean(0), atol=1e-6)

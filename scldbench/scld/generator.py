@@ -215,11 +215,6 @@ class SCLD(Generator):
                 self.diagnostics |= {"scorer_train_accuracy": acc, "scorer_seconds": time.perf_counter() - t2}
         self.diagnostics["fit_seconds"] = time.perf_counter() - t0
 
-    def _cluster_weights(self) -> np.ndarray:
-        if len(self.label_proportions):
-            return np.asarray(self.label_proportions, dtype=np.float64)
-        return np.ones(1)
-
     @torch.no_grad()
     def _cluster_sums(self, data: CountData, idx: np.ndarray, cluster: torch.Tensor) -> torch.Tensor:
         """Summed counts per cluster (rows) over the cells `idx`."""

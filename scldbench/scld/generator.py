@@ -180,7 +180,6 @@ class SCLD(Generator):
         # cells the model draws after training, for the training cells' own clusters: the latent calibration
         # compares them with the training latents, the scorer learns to tell them from real cells
         self._latent_offset: torch.Tensor | None = None
-        self._calibrated_guidance = float(cfg.guidance)
         self._scorer: Scorer | None = None
         if cfg.latent_calibration != "none" or cfg.scorer:
             t1 = time.perf_counter()
@@ -342,7 +341,7 @@ class SCLD(Generator):
         cfg, device = self.config, self.device
         cond = torch.as_tensor(cluster_idx, device=device, dtype=torch.long)
         offset = getattr(self, "_latent_offset", None)
-        if offset is not None and float(w) == self._calibrated_guidance:
+        if offset is not None and float(w) == cfg.guidance:
             z = z + offset[cond]
         z = self._scaler.from_diffusion(z)
         if cfg.library == "latent":

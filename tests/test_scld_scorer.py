@@ -11,8 +11,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from scldbench.errors import ScldbenchError
 from scldbench.scld.generator import SCLD
-from scldbench.scld.scorer import Scorer, score_beside, top_indices
+from scldbench.scld.scorer import Scorer, score_beside, top_indices, train_scorer
 
 TINY = {
     "latent_dim": 4,
@@ -117,3 +118,68 @@ def test_kept_cells_are_the_best_scored():
     all_scores = scorer.realness(torch.as_tensor(everything.X)).numpy()
     # the kept 20 are exactly the top half of the same 40 draws
     assert np.allclose(np.sort(scores), np.sort(all_scores)[-20:], atol=1e-6)
+
+
+def _fit_scorer(shift: float, validation: float, epochs: int = 12) -> tuple[Scorer, dict[str, float]]:
+    """Scorer on 200 real Poisson cells against 200 generated ones whose first 10 of 300 genes are `shift` x higher."""
+    rng = np.random.default_rng(0)
+    rates = np.full(300, 5.0)
+    real = torch.as_tensor(rng.poisson(rates, size=(200, 300)), dtype=torch.float32)
+    rates[:10] *= shift
+    generated = torch.as_tensor(rng.poisson(rates, size=(200, 300)), dtype=torch.float32)
+    torch.manual_seed(0)
+    scorer = Scorer(300, 128)
+    figures = train_scorer(scorer, lambda idx: real[idx], 200, generated, epochs, 3e-3, 32, rng, validation=validation)
+    return scorer, figures
+
+
+def test_scorer_stops_at_its_best_held_out_epoch_when_there_is_nothing_to_learn():
+    # real and generated cells from one distribution: any fit beyond chance is memorising the training cells
+    _, overfit = _fit_scorer(shift=1.0, validation=0.0, epochs=30)
+    assert set(overfit) == {"scorer_train_accuracy"} and overfit["scorer_train_accuracy"] > 0.7
+    _, figures = _fit_scorer(shift=1.0, validation=0.2, epochs=30)
+    assert figures["scorer_epochs_kept"] < 30
+    assert abs(figures["scorer_validation_auc"] - 0.5) < 0.1
+    assert figures["scorer_train_accuracy"] < overfit["scorer_train_accuracy"]
+
+
+def test_scorer_tells_shifted_cells_apart_on_held_out_cells():
+    scorer, figures = _fit_scorer(shift=3.0, validation=0.2)
+    assert figures["scorer_validation_auc"] > 0.9
+    rng = np.random.default_rng(1)
+    rates = np.full(300, 5.0)
+    fresh_real = torch.as_tensor(rng.poisson(rates, size=(100, 300)), dtype=torch.float32)
+    rates[:10] *= 3.0
+    fresh_generated = torch.as_tensor(rng.poisson(rates, size=(100, 300)), dtype=torch.float32)
+    assert (scorer.realness(fresh_real) > scorer.realness(fresh_generated).median()).float().mean() > 0.9
+
+
+def test_scorer_projection_is_the_real_cells_principal_axes():
+    rng = np.random.default_rng(0)
+    real = torch.as_tensor(rng.poisson(rng.gamma(2.0, 2.0, size=(1, 30)), size=(80, 30)), dtype=torch.float32)
+    torch.manual_seed(0)
+    scorer = Scorer(30, 16, n_components=5)
+    scorer.fit_projection(real)
+    v = scorer.components
+    assert torch.allclose(v.T @ v, torch.eye(5), atol=1e-4)
+    logged = torch.log1p(real / real.sum(1, keepdim=True) * 1e4)
+    assert torch.allclose(scorer.center, logged.mean(0), atol=1e-5)
+    # the axes span the leading principal subspace: they keep as much variance as the exact top 5
+    centred = logged - logged.mean(0)
+    exact = torch.linalg.svdvals(centred)[:5].square().sum()
+    assert float((centred @ v).square().sum() / exact) > 0.99
+    assert scorer.net[0].in_features == 5 and scorer(real).shape == (80, 2)
+
+
+def test_model_with_a_projected_held_out_scorer_reports_its_fit_and_samples_exactly():
+    model = SCLD(**TINY, scorer_components=3, scorer_validation=0.25, seed=0).fit(toy_counts(), labels_key="kind")
+    d = model.diagnostics
+    assert 0 <= d["scorer_validation_auc"] <= 1 and 1 <= d["scorer_epochs_kept"] <= TINY["scorer_epochs"]
+    assert model._scorer.net[0].in_features == 3
+    assert model.sample(25, labels={"a": 10, "b": 15}, seed=1).n_obs == 25
+
+
+@pytest.mark.parametrize(("key", "value"), [("scorer_validation", 1.0), ("scorer_components", -1)])
+def test_bad_scorer_settings_are_refused_by_name(key: str, value: float):
+    with pytest.raises(ScldbenchError, match=key):
+        SCLD(**TINY, **{key: value})

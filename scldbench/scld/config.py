@@ -95,7 +95,13 @@ class SCLDConfig:
     scorer: bool = True
     keep_fraction: float = 0.8
     scorer_hidden: int = 256
-    scorer_epochs: int = 30
+    # a short fit: 30 epochs tell every training cell apart and rank new cells worse (see README)
+    scorer_epochs: int = 5
+    # > 0: hold out this fraction of real and generated cells and keep the epoch that ranks them best
+    scorer_validation: float = 0.0
+    # > 0: the scorer reads this many principal components of the real training cells' log expression, not every
+    # gene (measured worse at the CPU suites' sizes; see README)
+    scorer_components: int = 0
     scorer_lr: float = 1e-3
     queue_size: int = 4
     mixed_precision: bool = True
@@ -134,6 +140,10 @@ class SCLDConfig:
             raise ScldbenchError(f"scld: ae_validation must be in [0, 1), got {self.ae_validation}")
         if not 0 < self.keep_fraction <= 1:
             raise ScldbenchError(f"scld: keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        if self.scorer_components < 0:
+            raise ScldbenchError(f"scld: scorer_components must be >= 0, got {self.scorer_components}")
+        if not 0 <= self.scorer_validation < 1:
+            raise ScldbenchError(f"scld: scorer_validation must be in [0, 1), got {self.scorer_validation}")
         if not 0 <= self.cond_drop <= 1:
             raise ScldbenchError(f"scld: cond_drop must be in [0, 1], got {self.cond_drop}")
         if not 0 < self.beta_start < self.beta_end < 1:

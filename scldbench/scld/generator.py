@@ -29,6 +29,8 @@ log = logging.getLogger("scldbench.scld")
 _D = SCLDConfig()
 # cap on generated cells the scorer learns from (it sees as many real cells)
 _SCORER_MAX_CELLS = 8192
+# real cells the scorer's principal axes are found in
+_PROJECTION_MAX_CELLS = 4096
 # cells whose counts and decoded means the maximum-likelihood dispersion holds in memory at once
 _DISPERSION_MAX_CELLS = 2048
 # fewer validation (or fitting) cells than this and the autoencoder fits on every cell
@@ -90,6 +92,8 @@ class SCLD(Generator):
         keep_fraction: float = _D.keep_fraction,
         scorer_hidden: int = _D.scorer_hidden,
         scorer_epochs: int = _D.scorer_epochs,
+        scorer_validation: float = _D.scorer_validation,
+        scorer_components: int = _D.scorer_components,
         scorer_lr: float = _D.scorer_lr,
         queue_size: int = _D.queue_size,
         mixed_precision: bool = _D.mixed_precision,
@@ -200,8 +204,12 @@ class SCLD(Generator):
                 generated = torch.cat(
                     [self._decode(drawn[i : i + step], plan[i : i + step], w) for i in range(0, plan.size, step)]
                 )
-                self._scorer = Scorer(adata.n_vars, cfg.scorer_hidden).to(device)
-                acc = train_scorer(
+                self._scorer = Scorer(adata.n_vars, cfg.scorer_hidden, cfg.scorer_components).to(device)
+                fit_cells = np.arange(adata.n_obs)
+                if fit_cells.size > _PROJECTION_MAX_CELLS:
+                    fit_cells = np.sort(self._rng.choice(fit_cells, size=_PROJECTION_MAX_CELLS, replace=False))
+                self._scorer.fit_projection(data(fit_cells))
+                self.diagnostics |= train_scorer(
                     self._scorer,
                     data,
                     adata.n_obs,
@@ -210,8 +218,9 @@ class SCLD(Generator):
                     cfg.scorer_lr,
                     cfg.batch_size,
                     self._rng,
+                    validation=cfg.scorer_validation,
                 )
-                self.diagnostics |= {"scorer_train_accuracy": acc, "scorer_seconds": time.perf_counter() - t2}
+                self.diagnostics["scorer_seconds"] = time.perf_counter() - t2
         self.diagnostics["fit_seconds"] = time.perf_counter() - t0
 
     @torch.no_grad()

@@ -122,7 +122,8 @@ def main() -> None:
             f"scld seed {seed}: fit {fit_s:.1f}s on {d['device']}; autoencoder {d['ae_seconds']:.1f}s "
             f"({d['ae_steps_per_s']:.1f} steps/s), diffusion {d['diffusion_seconds']:.1f}s "
             f"({d['diffusion_steps_per_s']:.1f} steps/s), scorer {d.get('scorer_seconds', 0.0):.1f}s "
-            f"(train acc {d.get('scorer_train_accuracy', float('nan')):.2f})"
+            f"(held-out AUC {d.get('scorer_validation_auc', float('nan')):.2f}, "
+            f"epoch {d.get('scorer_epochs_kept', float('nan')):.0f})"
         )
         ceiling = model.autoencoder_ceiling(data.test, data.holdout, seed=seed, n_trees=args.trees)
         row = {"model": "scld-ae-ceiling", "seed": seed, **ceiling}

@@ -205,10 +205,11 @@ class SCLD(Generator):
                     [self._decode(drawn[i : i + step], plan[i : i + step], w) for i in range(0, plan.size, step)]
                 )
                 self._scorer = Scorer(adata.n_vars, cfg.scorer_hidden, cfg.scorer_components).to(device)
-                fit_cells = np.arange(adata.n_obs)
-                if fit_cells.size > _PROJECTION_MAX_CELLS:
-                    fit_cells = np.sort(self._rng.choice(fit_cells, size=_PROJECTION_MAX_CELLS, replace=False))
-                self._scorer.fit_projection(data(fit_cells))
+                if cfg.scorer_components > 0:
+                    fit_cells = np.arange(adata.n_obs)
+                    if fit_cells.size > _PROJECTION_MAX_CELLS:
+                        fit_cells = np.sort(self._rng.choice(fit_cells, size=_PROJECTION_MAX_CELLS, replace=False))
+                    self._scorer.fit_projection(data(fit_cells))
                 self.diagnostics |= train_scorer(
                     self._scorer,
                     data,

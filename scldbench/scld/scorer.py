@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
@@ -148,10 +148,8 @@ def _held_out_auc(
     for is_real, idx in ((True, real_idx), (False, gen_idx)):
         parts = [scorer.realness(rows(is_real, idx[i : i + step])) for i in range(0, idx.size, step)]
         scores.append(torch.cat(parts).cpu().numpy().astype(np.float64))
-    real_scores, gen_scores = scores
-    ranks = rankdata(np.concatenate([real_scores, gen_scores]))
-    n_real, n_gen = real_scores.size, gen_scores.size
-    return float((ranks[:n_real].sum() - n_real * (n_real + 1) / 2) / (n_real * n_gen))
+    labels = np.concatenate([np.ones(real_idx.size), np.zeros(gen_idx.size)])
+    return float(roc_auc_score(labels, np.concatenate(scores)))
 
 
 def score_beside(batches: Iterable[Any], score: Callable[[Any], torch.Tensor], maxsize: int) -> tuple[list, list]:

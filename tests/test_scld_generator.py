@@ -175,6 +175,27 @@ def test_latent_calibration_pulls_fresh_samples_onto_each_clusters_training_mean
     assert gap(calibrated) < 0.75 * gap(fresh), (gap(fresh), gap(calibrated))
 
 
+def test_latent_spread_widens_samples_at_the_configured_guidance_only(model: SCLD, data):
+    import dataclasses
+
+    wide = copy.copy(model)
+    # decoded means, not counts: on 765 genes of a few hundred counts, count noise would swamp the change
+    wide.config = dataclasses.replace(model.config, latent_spread=2.0, scorer=False, count_sampling="mean")
+    narrow = copy.copy(model)
+    narrow.config = dataclasses.replace(model.config, scorer=False, count_sampling="mean")
+    wide._scorer = narrow._scorer = None
+    ref = data.train.obs[data.labels_key].astype(str).values
+
+    def within_cluster_variance(m: SCLD) -> float:
+        x = log_norm(m.sample(ref.size, labels=ref, seed=3).X)
+        return float(sum(x[ref == k].var(0).sum() * (ref == k).sum() for k in np.unique(ref)) / ref.size)
+
+    plain, widened = within_cluster_variance(narrow), within_cluster_variance(wide)
+    assert widened > 1.5 * plain, (plain, widened)
+    other_w = wide.sample(30, labels="1", guidance=1.0, seed=4).X
+    assert np.array_equal(other_w, narrow.sample(30, labels="1", guidance=1.0, seed=4).X)
+
+
 def test_latent_calibration_applies_at_the_calibrated_guidance_only(model: SCLD):
     plain = copy.copy(model)
     plain._latent_offset = None

@@ -90,6 +90,9 @@ class SCLDConfig:
     # samples; estimated with the configured sampler at `guidance`, applied only at that guidance (see README)
     latent_calibration: str = "mean"
     calibration_prior_cells: float = 10.0
+    # sampled latents' deviations from their cluster's training mean are scaled by this factor before decoding, at
+    # the configured guidance (1: as sampled; see README)
+    latent_spread: float = 1.0
     sample_batch_size: int = 1024
     # post-guidance scorer
     scorer: bool = True
@@ -134,6 +137,8 @@ class SCLDConfig:
             raise ScldbenchError(f"scld: dispersion_prior_cells must be >= 0, got {self.dispersion_prior_cells}")
         if self.calibration_prior_cells < 0:
             raise ScldbenchError(f"scld: calibration_prior_cells must be >= 0, got {self.calibration_prior_cells}")
+        if self.latent_spread <= 0:
+            raise ScldbenchError(f"scld: latent_spread must be > 0, got {self.latent_spread}")
         if self.dispersion_floor <= 0:
             raise ScldbenchError(f"scld: dispersion_floor must be > 0, got {self.dispersion_floor}")
         if not 0 <= self.ae_validation < 1:

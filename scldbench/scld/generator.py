@@ -15,7 +15,7 @@ from scldbench.data.counts import to_dense
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator, SampleOutput
 from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, log_profiles
-from scldbench.scld.calibration import cluster_mean_offsets
+from scldbench.scld.calibration import cluster_mean_offsets, cluster_means, spread_about
 from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.dispersion import POISSON_THETA, nb_theta_mle, residual_moments, shrink_log_theta, theta_from_sums
@@ -87,6 +87,7 @@ class SCLD(Generator):
         guidance: float = _D.guidance,
         latent_calibration: str = _D.latent_calibration,
         calibration_prior_cells: float = _D.calibration_prior_cells,
+        latent_spread: float = _D.latent_spread,
         sample_batch_size: int = _D.sample_batch_size,
         scorer: bool = _D.scorer,
         keep_fraction: float = _D.keep_fraction,
@@ -159,6 +160,7 @@ class SCLD(Generator):
         latents, profiles = self._encode_all(data, library, cluster_of)
         self._scaler = fit_latent_scaler(latents, cfg.latent_scaling)
         latents = self._scaler.to_diffusion(latents)
+        self._latent_centre = cluster_means(latents, cluster_t, len(self._clusters))
         self._schedule = schedule_from_config(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end)
         model = Denoiser(
             latents.shape[1], profiles, cfg.denoiser_channels, cfg.cond_dim, cfg.time_dim, cfg.dropout, cfg.fusion
@@ -350,9 +352,13 @@ class SCLD(Generator):
         """Counts (CPU tensor) from latents in the diffusion's space: calibration, decoder, library, count draw."""
         cfg, device = self.config, self.device
         cond = torch.as_tensor(cluster_idx, device=device, dtype=torch.long)
-        offset = getattr(self, "_latent_offset", None)
-        if offset is not None and float(w) == cfg.guidance:
-            z = z + offset[cond]
+        if float(w) == cfg.guidance:
+            offset = getattr(self, "_latent_offset", None)
+            if offset is not None:
+                z = z + offset[cond]
+            centre = getattr(self, "_latent_centre", None)
+            if centre is not None and cfg.latent_spread != 1.0:
+                z = spread_about(z, centre[cond], cfg.latent_spread)
         z = self._scaler.from_diffusion(z)
         if cfg.library == "latent":
             lib = torch.exp(z[:, -1]).clamp(min=1.0)

@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from scldbench.errors import ScldbenchError
-from scldbench.scld.calibration import cluster_mean_offsets, cluster_means, spread_about
+from scldbench.scld.calibration import (
+    cluster_mean_offsets,
+    cluster_means,
+    fit_spread,
+    spread_about,
+    within_cluster_variance,
+)
 from scldbench.scld.generator import SCLD
 
 
@@ -34,6 +40,34 @@ def test_cluster_means_and_spread_keep_each_centre_and_scale_deviations():
     assert torch.allclose(cluster_means(wide, cluster, 3), centres, atol=1e-6)
     assert torch.allclose(wide[:25].std(0), 1.5 * z[:25].std(0), atol=1e-5)
     assert torch.allclose(spread_about(z, centres[cluster], 1.0), z)
+
+
+def test_within_cluster_variance_is_the_pooled_variance_of_library_scaled_expression():
+    torch.manual_seed(2)
+    x = (torch.poisson(torch.rand(60, 5) * 20) + 1).double()
+    cluster = torch.tensor([0] * 20 + [1] * 40)
+    p = x / x.sum(1, keepdim=True)
+    expected = (p[:20].var(0, unbiased=False).sum() * 20 + p[20:].var(0, unbiased=False).sum() * 40) / 60
+    batches = [(x[:25], cluster[:25]), (x[25:], cluster[25:])]
+    assert abs(within_cluster_variance(batches, 2) - float(expected)) < 1e-9
+    # a cell scaled to a new depth keeps its proportions, and the variance
+    assert abs(within_cluster_variance([(x * 3, cluster)], 2) - float(expected)) < 1e-9
+
+
+def test_fit_spread_finds_where_an_increasing_variance_meets_the_target():
+    def variance_at(factor: float) -> float:
+        return 0.5 + 2.0 * factor**2
+
+    found = fit_spread(variance_at, target=0.5 + 2.0 * 1.3**2, low=0.5, high=2.0, steps=20)
+    assert abs(found - 1.3) < 1e-4
+    assert fit_spread(variance_at, target=0.1, low=0.5, high=2.0, steps=20) == 0.5
+    assert fit_spread(variance_at, target=100.0, low=0.5, high=2.0, steps=20) == 2.0
+
+
+def test_spread_is_fitted_or_fixed_not_both():
+    with pytest.raises(ScldbenchError, match="latent_spread"):
+        SCLD(latent_calibration="spread", latent_spread=1.2)
+    assert SCLD(latent_calibration="mean", latent_spread=1.2).config.latent_spread == 1.2
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0])

@@ -180,9 +180,10 @@ def test_latent_spread_widens_samples_at_the_configured_guidance_only(model: SCL
 
     wide = copy.copy(model)
     # decoded means, not counts: on 765 genes of a few hundred counts, count noise would swamp the change
-    wide.config = dataclasses.replace(model.config, latent_spread=2.0, scorer=False, count_sampling="mean")
+    fixed = {"latent_calibration": "mean", "scorer": False, "count_sampling": "mean"}
+    wide.config = dataclasses.replace(model.config, latent_spread=2.0, **fixed)
     narrow = copy.copy(model)
-    narrow.config = dataclasses.replace(model.config, scorer=False, count_sampling="mean")
+    narrow.config = dataclasses.replace(model.config, **fixed)
     wide._scorer = narrow._scorer = None
     ref = data.train.obs[data.labels_key].astype(str).values
 
@@ -194,6 +195,31 @@ def test_latent_spread_widens_samples_at_the_configured_guidance_only(model: SCL
     assert widened > 1.5 * plain, (plain, widened)
     other_w = wide.sample(30, labels="1", guidance=1.0, seed=4).X
     assert np.array_equal(other_w, narrow.sample(30, labels="1", guidance=1.0, seed=4).X)
+
+
+def test_fitted_spread_gives_fresh_draws_the_training_cells_within_cluster_variance(model: SCLD, data):
+    import dataclasses
+
+    from scldbench.scld.calibration import within_cluster_variance
+
+    factor = model.diagnostics["latent_spread"]
+    assert 0.5 < factor < 2.0 and factor != 1.0
+    ref = data.train.obs[data.labels_key].astype(str).values
+    cluster = torch.as_tensor(model._cluster_index(data.train))
+
+    def variance(x) -> float:
+        x = torch.as_tensor(x.toarray() if sp.issparse(x) else np.asarray(x))
+        return within_cluster_variance([(x, cluster)], len(model._clusters))
+
+    unscored = copy.copy(model)
+    unscored.config = dataclasses.replace(model.config, scorer=False)
+    unscored._scorer = None
+    real = variance(data.train.X)
+    fitted = variance(unscored.sample(ref.size, labels=ref, seed=5).X)
+    unscored.config = dataclasses.replace(unscored.config, latent_calibration="mean")
+    as_sampled = variance(unscored.sample(ref.size, labels=ref, seed=5).X)
+    assert abs(fitted / real - 1) < abs(as_sampled / real - 1), (real, fitted, as_sampled)
+    assert abs(fitted / real - 1) < 0.15, (real, fitted, as_sampled)
 
 
 def test_latent_calibration_applies_at_the_calibrated_guidance_only(model: SCLD):

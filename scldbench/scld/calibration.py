@@ -3,11 +3,14 @@
 A denoiser fitted to a few hundred cells per cluster leaves each cluster's samples slightly off where its training
 cells sit (measured in the README); the offset is estimated once after training, from latents the model samples
 for the training cells' own clusters, and added to every later sample of that cluster. The spread factor widens
-samples about their cluster's training mean: the decoder turns latent variation into less expression variation than
-real cells carry.
+samples about their cluster's training mean: the decoder can turn latent variation into less expression variation
+than real cells carry, and the factor that makes a draw's within-cluster variance match the training cells' is
+found by bisection (the variance grows with the factor).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -44,3 +47,39 @@ def cluster_means(latents: torch.Tensor, cluster: torch.Tensor, n_clusters: int)
 def spread_about(z: torch.Tensor, centre: torch.Tensor, factor: float) -> torch.Tensor:
     """`z` with its deviations from `centre` (one row per cell) scaled by `factor`."""
     return centre + factor * (z - centre)
+
+
+def within_cluster_variance(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n_clusters: int) -> float:
+    """Mean over cells of the summed per-gene variance within each cell's cluster, expression scaled to a common
+    library size; `batches` yields (counts, cluster index) pairs."""
+    count = sums = squares = None
+    for x, cluster in batches:
+        x = x.double()
+        x = x / x.sum(1, keepdim=True).clamp(min=1.0)
+        if sums is None:
+            count = torch.zeros(n_clusters, dtype=torch.float64, device=x.device)
+            sums = torch.zeros(n_clusters, x.shape[1], dtype=torch.float64, device=x.device)
+            squares = torch.zeros_like(sums)
+        count.index_add_(0, cluster, torch.ones(len(x), dtype=torch.float64, device=x.device))
+        sums.index_add_(0, cluster, x)
+        squares.index_add_(0, cluster, x * x)
+    if sums is None:
+        raise ValueError("within_cluster_variance needs at least one batch")
+    n = count.clamp(min=1.0)[:, None]
+    return float((squares - sums * sums / n).sum() / count.sum())
+
+
+def fit_spread(variance_at: Callable[[float], float], target: float, low: float, high: float, steps: int) -> float:
+    """The factor in [`low`, `high`] where the increasing `variance_at(factor)` meets `target`, by bisection;
+    the nearer bound when it stays on one side."""
+    if variance_at(low) >= target:
+        return low
+    if variance_at(high) <= target:
+        return high
+    for _ in range(steps):
+        mid = (low + high) / 2
+        if variance_at(mid) < target:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2

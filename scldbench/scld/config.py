@@ -17,7 +17,7 @@ FUSIONS = ("cat", "add", "attention")
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("linear", "cosine")
 LR_SCHEDULES = ("constant", "cosine")
-LATENT_CALIBRATIONS = ("mean", "none")
+LATENT_CALIBRATIONS = ("mean", "spread", "none")
 LATENT_SCALINGS = ("quantile", "standard")
 
 
@@ -87,11 +87,12 @@ class SCLDConfig:
     guidance: float = 0.0
     # "mean": after training, latents sampled for the training cells' clusters are compared with those cells' own
     # latents, and each cluster's mean gap (shrunk by n / (n + calibration_prior_cells)) is added to its later
-    # samples; estimated with the configured sampler at `guidance`, applied only at that guidance (see README)
-    latent_calibration: str = "mean"
+    # samples; "spread" also widens (or narrows) samples about their cluster's training mean by the factor at which
+    # that draw's within-cluster expression variance matches the training cells'; estimated with the configured
+    # sampler at `guidance`, applied only at that guidance (see README)
+    latent_calibration: str = "spread"
     calibration_prior_cells: float = 10.0
-    # sampled latents' deviations from their cluster's training mean are scaled by this factor before decoding, at
-    # the configured guidance (1: as sampled; see README)
+    # a fixed spread factor when latent_calibration is "mean" or "none" (1: as sampled)
     latent_spread: float = 1.0
     sample_batch_size: int = 1024
     # post-guidance scorer
@@ -139,6 +140,11 @@ class SCLDConfig:
             raise ScldbenchError(f"scld: calibration_prior_cells must be >= 0, got {self.calibration_prior_cells}")
         if self.latent_spread <= 0:
             raise ScldbenchError(f"scld: latent_spread must be > 0, got {self.latent_spread}")
+        if self.latent_calibration == "spread" and self.latent_spread != 1.0:
+            raise ScldbenchError(
+                "scld: latent_spread is fitted when latent_calibration='spread'; "
+                "set latent_calibration='mean' to choose it yourself"
+            )
         if self.dispersion_floor <= 0:
             raise ScldbenchError(f"scld: dispersion_floor must be > 0, got {self.dispersion_floor}")
         if not 0 <= self.ae_validation < 1:

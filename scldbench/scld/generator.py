@@ -15,7 +15,13 @@ from scldbench.data.counts import to_dense
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator, SampleOutput
 from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, log_profiles
-from scldbench.scld.calibration import cluster_mean_offsets, cluster_means, spread_about
+from scldbench.scld.calibration import (
+    cluster_mean_offsets,
+    cluster_means,
+    fit_spread,
+    spread_about,
+    within_cluster_variance,
+)
 from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.dispersion import POISSON_THETA, nb_theta_mle, residual_moments, shrink_log_theta, theta_from_sums
@@ -29,6 +35,9 @@ log = logging.getLogger("scldbench.scld")
 _D = SCLDConfig()
 # cap on generated cells the scorer learns from (it sees as many real cells)
 _SCORER_MAX_CELLS = 8192
+# the fitted latent spread's range and precision (1.5 / 2**10)
+_SPREAD_RANGE = (0.5, 2.0)
+_SPREAD_BISECTIONS = 10
 # real cells the scorer's principal axes are found in
 _PROJECTION_MAX_CELLS = 4096
 # cells whose counts and decoded means the maximum-likelihood dispersion holds in memory at once
@@ -186,6 +195,7 @@ class SCLD(Generator):
         # cells the model draws after training, for the training cells' own clusters: the latent calibration
         # compares them with the training latents, the scorer learns to tell them from real cells
         self._latent_offset: torch.Tensor | None = None
+        self._latent_spread = 1.0
         self._scorer: Scorer | None = None
         if cfg.latent_calibration != "none" or cfg.scorer:
             t1 = time.perf_counter()
@@ -193,12 +203,15 @@ class SCLD(Generator):
             if plan.size > _SCORER_MAX_CELLS:
                 plan = self._rng.choice(cluster_of, size=_SCORER_MAX_CELLS, replace=False)
             drawn = self._sample_latents(plan, cfg.guidance)
-            if cfg.latent_calibration == "mean":
+            if cfg.latent_calibration in ("mean", "spread"):
                 plan_t = torch.as_tensor(plan, device=device, dtype=torch.long)
                 self._latent_offset = cluster_mean_offsets(
                     latents, cluster_t, drawn, plan_t, len(self._clusters), cfg.calibration_prior_cells
                 )
                 self.diagnostics["latent_offset_norm"] = float(self._latent_offset.norm(dim=1).mean())
+            if cfg.latent_calibration == "spread":
+                self._latent_spread = self._fit_spread(data, cluster_t, drawn, plan)
+                self.diagnostics["latent_spread"] = self._latent_spread
             self.diagnostics["calibration_seconds"] = time.perf_counter() - t1
             if cfg.scorer:
                 t2 = time.perf_counter()
@@ -225,6 +238,30 @@ class SCLD(Generator):
                 )
                 self.diagnostics["scorer_seconds"] = time.perf_counter() - t2
         self.diagnostics["fit_seconds"] = time.perf_counter() - t0
+
+    @torch.no_grad()
+    def _fit_spread(self, data: CountData, cluster: torch.Tensor, drawn: torch.Tensor, plan: np.ndarray) -> float:
+        """The latent spread at which the draw's within-cluster expression variance matches the training cells'.
+
+        Every trial factor decodes the same latents with the same count noise, so the variance grows with it.
+        """
+        n_k, step, w = len(self._clusters), self.config.sample_batch_size, self.config.guidance
+        chunks = [np.arange(i, min(i + step, data.n_obs)) for i in range(0, data.n_obs, step)]
+        target = within_cluster_variance(((data(idx), cluster[idx]) for idx in chunks), n_k)
+        plan_cpu = torch.as_tensor(plan, dtype=torch.long)
+        noise_seed = int(self._rng.integers(2**31))
+        forked = [self.device] if self.device.type == "cuda" else []
+
+        def variance_at(factor: float) -> float:
+            with torch.random.fork_rng(devices=forked):
+                torch.manual_seed(noise_seed)
+                cells = (
+                    (self._decode(drawn[i : i + step], plan[i : i + step], w, factor), plan_cpu[i : i + step])
+                    for i in range(0, plan.size, step)
+                )
+                return within_cluster_variance(cells, n_k)
+
+        return fit_spread(variance_at, target, _SPREAD_RANGE[0], _SPREAD_RANGE[1], _SPREAD_BISECTIONS)
 
     @torch.no_grad()
     def _cluster_sums(self, data: CountData, idx: np.ndarray, cluster: torch.Tensor) -> torch.Tensor:
@@ -348,8 +385,13 @@ class SCLD(Generator):
         return ddpm_sample(eps_fn, self._schedule, cond, dim)
 
     @torch.no_grad()
-    def _decode(self, z: torch.Tensor, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
-        """Counts (CPU tensor) from latents in the diffusion's space: calibration, decoder, library, count draw."""
+    def _decode(
+        self, z: torch.Tensor, cluster_idx: np.ndarray, w: float, spread: float | None = None
+    ) -> torch.Tensor:
+        """Counts (CPU tensor) from latents in the diffusion's space: calibration, decoder, library, count draw.
+
+        `spread` replaces the model's latent spread factor (used while fitting it).
+        """
         cfg, device = self.config, self.device
         cond = torch.as_tensor(cluster_idx, device=device, dtype=torch.long)
         if float(w) == cfg.guidance:
@@ -357,8 +399,10 @@ class SCLD(Generator):
             if offset is not None:
                 z = z + offset[cond]
             centre = getattr(self, "_latent_centre", None)
-            if centre is not None and cfg.latent_spread != 1.0:
-                z = spread_about(z, centre[cond], cfg.latent_spread)
+            if spread is None:
+                spread = self._latent_spread if cfg.latent_calibration == "spread" else cfg.latent_spread
+            if centre is not None and spread != 1.0:
+                z = spread_about(z, centre[cond], spread)
         z = self._scaler.from_diffusion(z)
         if cfg.library == "latent":
             lib = torch.exp(z[:, -1]).clamp(min=1.0)

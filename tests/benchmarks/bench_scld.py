@@ -123,7 +123,8 @@ def main() -> None:
             f"({d['ae_steps_per_s']:.1f} steps/s), diffusion {d['diffusion_seconds']:.1f}s "
             f"({d['diffusion_steps_per_s']:.1f} steps/s), scorer {d.get('scorer_seconds', 0.0):.1f}s "
             f"(held-out AUC {d.get('scorer_validation_auc', float('nan')):.2f}, "
-            f"epoch {d.get('scorer_epochs_kept', float('nan')):.0f})"
+            f"epoch {d.get('scorer_epochs_kept', float('nan')):.0f}), calibration "
+            f"{d.get('calibration_seconds', 0.0):.1f}s (latent spread {d.get('latent_spread', 1.0):.2f})"
         )
         ceiling = model.autoencoder_ceiling(data.test, data.holdout, seed=seed, n_trees=args.trees)
         row = {"model": "scld-ae-ceiling", "seed": seed, **ceiling}

@@ -222,6 +222,16 @@ def test_fitted_spread_gives_fresh_draws_the_training_cells_within_cluster_varia
     assert abs(fitted / real - 1) < 0.15, (real, fitted, as_sampled)
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_cosine_schedule_draws_stay_in_the_training_latents_range(data, sampler: str):
+    quick = QUICK | {"schedule": "cosine", "ae_epochs": 5, "steps": 200, "scorer": False, "sampler": sampler}
+    cosine = SCLD(**quick, seed=0).fit(data.train, labels_key=data.labels_key)
+    plan = np.repeat(np.arange(len(cosine._clusters)), 20)
+    drawn = cosine._sample_latents(plan, 0.0)
+    assert float(drawn.abs().max()) <= cosine._latent_bound + 1e-4
+    assert np.isfinite(cosine.sample(50, seed=1).X).all()
+
+
 def test_latent_calibration_applies_at_the_calibrated_guidance_only(model: SCLD):
     plain = copy.copy(model)
     plain._latent_offset = None

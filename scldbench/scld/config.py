@@ -67,6 +67,9 @@ class SCLDConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     schedule: str = "linear"
+    # each reverse step clips its predicted clean latent to the training latents' range: the cosine schedule's last
+    # steps divide the noise prediction's error by sqrt(alpha_bar) (5e-5) and, unclipped, send draws off to 1e3-1e4
+    clip_latents: bool = True
     denoiser_channels: list[int] = field(default_factory=lambda: [512, 256])
     time_dim: int = 128
     dropout: float = 0.1

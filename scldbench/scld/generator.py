@@ -82,6 +82,7 @@ class SCLD(Generator):
         beta_start: float = _D.beta_start,
         beta_end: float = _D.beta_end,
         schedule: str = _D.schedule,
+        clip_latents: bool = _D.clip_latents,
         denoiser_channels: list[int] | None = None,
         time_dim: int = _D.time_dim,
         dropout: float = _D.dropout,
@@ -170,6 +171,7 @@ class SCLD(Generator):
         self._scaler = fit_latent_scaler(latents, cfg.latent_scaling)
         latents = self._scaler.to_diffusion(latents)
         self._latent_centre = cluster_means(latents, cluster_t, len(self._clusters))
+        self._latent_bound = float(latents.abs().max())
         self._schedule = schedule_from_config(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end)
         model = Denoiser(
             latents.shape[1], profiles, cfg.denoiser_channels, cfg.cond_dim, cfg.time_dim, cfg.dropout, cfg.fusion
@@ -380,9 +382,10 @@ class SCLD(Generator):
 
         eps_fn = guided_model(eps_model, len(self._clusters), float(w))
         dim = self._scaler.dim
+        bound = getattr(self, "_latent_bound", None) if cfg.clip_latents else None
         if (sampler or cfg.sampler) == "ddim":
-            return ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps, eta=cfg.ddim_eta)
-        return ddpm_sample(eps_fn, self._schedule, cond, dim)
+            return ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps, eta=cfg.ddim_eta, clip_x0=bound)
+        return ddpm_sample(eps_fn, self._schedule, cond, dim, clip_x0=bound)
 
     @torch.no_grad()
     def _decode(

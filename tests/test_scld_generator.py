@@ -230,6 +230,8 @@ def test_cosine_schedule_draws_stay_in_the_training_latents_range(data, sampler:
     drawn = cosine._sample_latents(plan, 0.0)
     assert float(drawn.abs().max()) <= cosine._latent_bound + 1e-4
     assert np.isfinite(cosine.sample(50, seed=1).X).all()
+    # the paper's linear schedule samples unclipped unless asked
+    assert not SCLD(**QUICK).config.clips_latents and SCLD(**QUICK, clip_latents="on").config.clips_latents
 
 
 def test_latent_calibration_applies_at_the_calibrated_guidance_only(model: SCLD):

@@ -82,7 +82,7 @@ class SCLD(Generator):
         beta_start: float = _D.beta_start,
         beta_end: float = _D.beta_end,
         schedule: str = _D.schedule,
-        clip_latents: bool = _D.clip_latents,
+        clip_latents: str = _D.clip_latents,
         denoiser_channels: list[int] | None = None,
         time_dim: int = _D.time_dim,
         dropout: float = _D.dropout,
@@ -382,7 +382,7 @@ class SCLD(Generator):
 
         eps_fn = guided_model(eps_model, len(self._clusters), float(w))
         dim = self._scaler.dim
-        bound = getattr(self, "_latent_bound", None) if cfg.clip_latents else None
+        bound = getattr(self, "_latent_bound", None) if cfg.clips_latents else None
         if (sampler or cfg.sampler) == "ddim":
             return ddim_sample(eps_fn, self._schedule, cond, dim, cfg.ddim_steps, eta=cfg.ddim_eta, clip_x0=bound)
         return ddpm_sample(eps_fn, self._schedule, cond, dim, clip_x0=bound)

@@ -403,7 +403,8 @@ class SCLD(Generator):
                 z = z + offset[cond]
             centre = getattr(self, "_latent_centre", None)
             if spread is None:
-                spread = self._latent_spread if cfg.latent_calibration == "spread" else cfg.latent_spread
+                fitted = getattr(self, "_latent_spread", 1.0)
+                spread = fitted if cfg.latent_calibration == "spread" else cfg.latent_spread
             if centre is not None and spread != 1.0:
                 z = spread_about(z, centre[cond], spread)
         z = self._scaler.from_diffusion(z)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from scldbench.data import PrepareSettings, load_dataset, prepare
 from scldbench.registry import get_generator
+from scldbench.scld.calibration import within_cluster_variance
 from scldbench.scld.generator import SCLD
 
 # small enough for a test, real enough that a model that ignored its condition would fail the checks below
@@ -176,8 +178,6 @@ def test_latent_calibration_pulls_fresh_samples_onto_each_clusters_training_mean
 
 
 def test_latent_spread_widens_samples_at_the_configured_guidance_only(model: SCLD, data):
-    import dataclasses
-
     wide = copy.copy(model)
     # decoded means, not counts: on 765 genes of a few hundred counts, count noise would swamp the change
     fixed = {"latent_calibration": "mean", "scorer": False, "count_sampling": "mean"}
@@ -187,20 +187,17 @@ def test_latent_spread_widens_samples_at_the_configured_guidance_only(model: SCL
     wide._scorer = narrow._scorer = None
     ref = data.train.obs[data.labels_key].astype(str).values
 
-    def within_cluster_variance(m: SCLD) -> float:
+    def log_profile_spread(m: SCLD) -> float:
         x = log_norm(m.sample(ref.size, labels=ref, seed=3).X)
         return float(sum(x[ref == k].var(0).sum() * (ref == k).sum() for k in np.unique(ref)) / ref.size)
 
-    plain, widened = within_cluster_variance(narrow), within_cluster_variance(wide)
+    plain, widened = log_profile_spread(narrow), log_profile_spread(wide)
     assert widened > 1.5 * plain, (plain, widened)
     other_w = wide.sample(30, labels="1", guidance=1.0, seed=4).X
     assert np.array_equal(other_w, narrow.sample(30, labels="1", guidance=1.0, seed=4).X)
 
 
 def test_fitted_spread_gives_fresh_draws_the_training_cells_within_cluster_variance(model: SCLD, data):
-    import dataclasses
-
-    from scldbench.scld.calibration import within_cluster_variance
 
     factor = model.diagnostics["latent_spread"]
     assert 0.5 < factor < 2.0 and factor != 1.0

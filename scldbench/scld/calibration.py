@@ -25,15 +25,12 @@ def cluster_mean_offsets(
 ) -> torch.Tensor:
     """(n_clusters x dim) mean of `real` minus mean of `sampled`, per cluster, each shrunk towards zero by
     n / (n + `prior_cells`) with n the cluster's real cells; zero for a cluster missing from either side."""
-    offsets = torch.zeros(n_clusters, real.shape[1], device=real.device, dtype=torch.float32)
-    for k in range(n_clusters):
-        in_real, in_sampled = real_cluster == k, sampled_cluster == k
-        n = int(in_real.sum())
-        if n == 0 or not bool(in_sampled.any()):
-            continue
-        gap = real[in_real].float().mean(0) - sampled[in_sampled].float().mean(0)
-        offsets[k] = gap * (n / (n + prior_cells))
-    return offsets
+    gap = cluster_means(real, real_cluster, n_clusters) - cluster_means(sampled, sampled_cluster, n_clusters)
+    n_real = torch.bincount(real_cluster, minlength=n_clusters).to(gap)
+    n_sampled = torch.bincount(sampled_cluster, minlength=n_clusters)
+    both = (n_real > 0) & (n_sampled > 0)
+    weight = torch.where(both, n_real / (n_real + prior_cells).clamp(min=1e-12), torch.zeros_like(n_real))
+    return gap * weight[:, None]
 
 
 def cluster_means(latents: torch.Tensor, cluster: torch.Tensor, n_clusters: int) -> torch.Tensor:

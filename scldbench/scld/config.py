@@ -20,6 +20,7 @@ LR_SCHEDULES = ("constant", "cosine")
 LATENT_CALIBRATIONS = ("mean", "spread", "none")
 LATENT_SCALINGS = ("quantile", "standard")
 CLIP_LATENTS = ("auto", "on", "off")
+MARGINAL_CALIBRATIONS = ("quantile", "none")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,14 @@ class SCLDConfig:
     # a fixed spread factor when latent_calibration is "mean" or "none" (1: as sampled)
     latent_spread: float = 1.0
     sample_batch_size: int = 1024
+    # "quantile": after the scorer, a fresh draw of `marginal_draw` cells per cluster is compared gene by gene with the
+    # training cells, and later samples at `guidance` are quantile-mapped, cluster by cluster, from the draw's
+    # distribution of each gene's normalised expression onto the training cells' (`marginal_levels` quantiles of the
+    # non-zero values plus the share of zeros; scldbench/scld/marginals.py, measured in the README). The draw is
+    # large on purpose: one cell per training cell carries as much noise per gene as the bias being corrected
+    marginal_calibration: str = "none"
+    marginal_levels: int = 32
+    marginal_draw: int = 512
     # post-guidance scorer
     scorer: bool = True
     keep_fraction: float = 0.8
@@ -130,6 +139,7 @@ class SCLDConfig:
             "latent_calibration": LATENT_CALIBRATIONS,
             "latent_scaling": LATENT_SCALINGS,
             "clip_latents": CLIP_LATENTS,
+            "marginal_calibration": MARGINAL_CALIBRATIONS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -151,6 +161,10 @@ class SCLDConfig:
                 "scld: latent_spread is fitted when latent_calibration='spread'; "
                 "set latent_calibration='mean' to choose it yourself"
             )
+        if self.marginal_draw < 2:
+            raise ScldbenchError(f"scld: marginal_draw must be >= 2, got {self.marginal_draw}")
+        if self.marginal_levels < 2:
+            raise ScldbenchError(f"scld: marginal_levels must be >= 2, got {self.marginal_levels}")
         if self.dispersion_floor <= 0:
             raise ScldbenchError(f"scld: dispersion_floor must be > 0, got {self.dispersion_floor}")
         if not 0 <= self.ae_validation < 1:

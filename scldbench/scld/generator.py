@@ -26,6 +26,7 @@ from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.dispersion import POISSON_THETA, nb_theta_mle, residual_moments, shrink_log_theta, theta_from_sums
 from scldbench.scld.latent_scaling import fit_latent_scaler
+from scldbench.scld.marginals import MarginalSketch, map_counts, normalise, sketch_cells, stack_sketches
 from scldbench.scld.sampling import ddim_sample, ddpm_sample, guided_model
 from scldbench.scld.schedule import schedule_from_config
 from scldbench.scld.scorer import Scorer, score_beside, top_indices, train_scorer
@@ -40,6 +41,8 @@ _SPREAD_RANGE = (0.5, 2.0)
 _SPREAD_BISECTIONS = 10
 # real cells the scorer's principal axes are found in
 _PROJECTION_MAX_CELLS = 4096
+# training cells per cluster whose gene distributions the marginal calibration maps onto
+_MARGINAL_MAX_CELLS = 2048
 # cells whose counts and decoded means the maximum-likelihood dispersion holds in memory at once
 _DISPERSION_MAX_CELLS = 2048
 # fewer validation (or fitting) cells than this and the autoencoder fits on every cell
@@ -99,6 +102,9 @@ class SCLD(Generator):
         calibration_prior_cells: float = _D.calibration_prior_cells,
         latent_spread: float = _D.latent_spread,
         sample_batch_size: int = _D.sample_batch_size,
+        marginal_calibration: str = _D.marginal_calibration,
+        marginal_levels: int = _D.marginal_levels,
+        marginal_draw: int = _D.marginal_draw,
         scorer: bool = _D.scorer,
         keep_fraction: float = _D.keep_fraction,
         scorer_hidden: int = _D.scorer_hidden,
@@ -239,7 +245,32 @@ class SCLD(Generator):
                     validation=cfg.scorer_validation,
                 )
                 self.diagnostics["scorer_seconds"] = time.perf_counter() - t2
+        self._marginals: tuple[MarginalSketch, MarginalSketch] | None = None
+        if cfg.marginal_calibration == "quantile":
+            t3 = time.perf_counter()
+            self._marginals = self._fit_marginals(data, cluster_of)
+            self.diagnostics["marginal_seconds"] = time.perf_counter() - t3
         self.diagnostics["fit_seconds"] = time.perf_counter() - t0
+
+    @torch.no_grad()
+    def _fit_marginals(self, data: CountData, cluster_of: np.ndarray) -> tuple[MarginalSketch, MarginalSketch]:
+        """Per-cluster sketches of gene distributions: a fresh draw as `sample` returns it, and the training cells."""
+        levels, clusters = self.config.marginal_levels, np.asarray(self._clusters)
+        per_cluster = self.config.marginal_draw
+        members = []
+        for k in range(len(clusters)):
+            idx = np.flatnonzero(cluster_of == k)
+            if idx.size > _MARGINAL_MAX_CELLS:
+                idx = np.sort(self._rng.choice(idx, size=_MARGINAL_MAX_CELLS, replace=False))
+            members.append(idx)
+        target = stack_sketches([sketch_cells(normalise(data(idx)), levels) for idx in members])
+        plan = np.repeat(np.arange(len(clusters)), per_cluster)
+        drawn = torch.as_tensor(self._sample(plan.size, clusters[plan], None), device=self.device)
+        plan_t = torch.as_tensor(plan, device=self.device)
+        source = stack_sketches(
+            [sketch_cells(normalise(drawn[plan_t == k]), levels) for k in range(len(clusters))]
+        )
+        return source, target
 
     @torch.no_grad()
     def _fit_spread(self, data: CountData, cluster: torch.Tensor, drawn: torch.Tensor, plan: np.ndarray) -> float:
@@ -452,8 +483,25 @@ class SCLD(Generator):
             pool = np.flatnonzero(plan == k)
             chosen = pool[top_indices(score[pool], n)]
             out[np.flatnonzero(cluster_idx == k)] = generated[chosen]
+        marginals = getattr(self, "_marginals", None)
+        if marginals is not None and w == cfg.guidance:
+            out = self._map_marginals(out, cluster_idx, *marginals)
         if labels is None and self.label_categories:
             return out, assigned
+        return out
+
+    @torch.no_grad()
+    def _map_marginals(
+        self, cells: np.ndarray, cluster_idx: np.ndarray, source: MarginalSketch, target: MarginalSketch
+    ) -> np.ndarray:
+        out = np.empty_like(cells)
+        step = self.config.sample_batch_size
+        for k in np.unique(cluster_idx):
+            rows = np.flatnonzero(cluster_idx == k)
+            for i in range(0, rows.size, step):
+                part = rows[i : i + step]
+                x = torch.as_tensor(cells[part], device=self.device)
+                out[part] = map_counts(x, int(k), source, target).cpu().numpy()
         return out
 
     # ----------------------------------------------------------------- diagnostics

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scldbench.scld.marginals import levels_of, map_counts, normalise, sketch_cells, stack_sketches, values_at
+from scldbench.scld.autoencoder import normalise
+from scldbench.scld.marginals import levels_of, map_counts, sketch_cells, stack_sketches, values_at
 
 
 def nb_cells(n: int, means: np.ndarray, theta: float, seed: int) -> torch.Tensor:

@@ -37,9 +37,13 @@ def activation(name: str) -> nn.Module:
     return table[name]()
 
 
+def normalise(counts: torch.Tensor) -> torch.Tensor:
+    """Counts scaled to NORM_TARGET per cell."""
+    return counts / counts.sum(dim=1, keepdim=True).clamp(min=1.0) * NORM_TARGET
+
+
 def log_normalise(counts: torch.Tensor) -> torch.Tensor:
-    lib = counts.sum(dim=1, keepdim=True).clamp(min=1.0)
-    return torch.log1p(counts / lib * NORM_TARGET)
+    return torch.log1p(normalise(counts))
 
 
 class Autoencoder(nn.Module):

@@ -14,7 +14,7 @@ import torch
 from scldbench.data.counts import to_dense
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator, SampleOutput
-from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, log_profiles
+from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_normalise, log_profiles, normalise
 from scldbench.scld.calibration import (
     cluster_mean_offsets,
     cluster_means,
@@ -26,7 +26,7 @@ from scldbench.scld.config import SCLDConfig
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.dispersion import POISSON_THETA, nb_theta_mle, residual_moments, shrink_log_theta, theta_from_sums
 from scldbench.scld.latent_scaling import fit_latent_scaler
-from scldbench.scld.marginals import MarginalSketch, map_counts, normalise, sketch_cells, stack_sketches
+from scldbench.scld.marginals import MarginalSketch, map_counts, sketch_cells, stack_sketches
 from scldbench.scld.sampling import ddim_sample, ddpm_sample, guided_model
 from scldbench.scld.schedule import schedule_from_config
 from scldbench.scld.scorer import Scorer, score_beside, top_indices, train_scorer

@@ -14,11 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from scldbench.scld.autoencoder import NORM_TARGET
-
-
-def normalise(counts: torch.Tensor) -> torch.Tensor:
-    return counts / counts.sum(dim=1, keepdim=True).clamp(min=1.0) * NORM_TARGET
+from scldbench.scld.autoencoder import NORM_TARGET, normalise
 
 
 @dataclass

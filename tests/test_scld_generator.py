@@ -137,8 +137,9 @@ def on_target(model: SCLD, data, judge: LogisticRegression, weights: tuple[float
 
 def test_latent_guidance_moves_cells_into_their_cluster_more_so_as_w_grows(data, judge):
     # the paper's plain decoder: the cluster lives in the latent only, so guidance alone decides where cells land
-    # (the latent calibration, which applies at one weight, is left out of the sweep as in the pbmc-guidance suite)
-    paper = QUICK | {"ae_anchor": "none", "ae_validation": 0.0, "dispersion_by": "gene", "latent_calibration": "none"}
+    # (the calibrations, which apply at one weight, are left out of the sweep as in the pbmc-guidance suite)
+    paper = QUICK | {"ae_anchor": "none", "ae_validation": 0.0, "dispersion_by": "gene", "latent_calibration": "none",
+                     "marginal_calibration": "none"}
     plain = SCLD(**paper, seed=0).fit(data.train, labels_key=data.labels_key)
     accuracy = on_target(plain, data, judge, (-1.0, 0.0, 2.0))
     # holistic cells (w = -1) ignore the cluster; conditioned ones mostly land in it, more so with more guidance
@@ -185,6 +186,7 @@ def test_latent_spread_widens_samples_at_the_configured_guidance_only(model: SCL
     narrow = copy.copy(model)
     narrow.config = dataclasses.replace(model.config, **fixed)
     wide._scorer = narrow._scorer = None
+    wide._marginals = narrow._marginals = None
     ref = data.train.obs[data.labels_key].astype(str).values
 
     def log_profile_spread(m: SCLD) -> float:

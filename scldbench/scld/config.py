@@ -105,8 +105,9 @@ class SCLDConfig:
     # training cells, and later samples at `guidance` are quantile-mapped, cluster by cluster, from the draw's
     # distribution of each gene's normalised expression onto the training cells' (`marginal_levels` quantiles of the
     # non-zero values plus the share of zeros; scldbench/scld/marginals.py, measured in the README). The draw is
-    # large on purpose: one cell per training cell carries as much noise per gene as the bias being corrected
-    marginal_calibration: str = "none"
+    # large on purpose: one cell per training cell carries as much noise per gene as the bias being corrected.
+    # "none": genes as the decoder and count model give them
+    marginal_calibration: str = "quantile"
     marginal_levels: int = 32
     marginal_draw: int = 512
     # post-guidance scorer

@@ -265,10 +265,10 @@ class SCLD(Generator):
             members.append(idx)
         target = stack_sketches([sketch_cells(normalise(data(idx)), levels) for idx in members])
         plan = np.repeat(np.arange(len(clusters)), per_cluster)
-        drawn = torch.as_tensor(self._sample(plan.size, clusters[plan], None), device=self.device)
-        plan_t = torch.as_tensor(plan, device=self.device)
+        drawn = self._sample(plan.size, clusters[plan], None)
         source = stack_sketches(
-            [sketch_cells(normalise(drawn[plan_t == k]), levels) for k in range(len(clusters))]
+            [sketch_cells(normalise(torch.as_tensor(drawn[plan == k], device=self.device)), levels)
+             for k in range(len(clusters))]
         )
         return source, target
 

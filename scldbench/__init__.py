@@ -3,6 +3,6 @@
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Generator", "ScldbenchError", "__version__"]

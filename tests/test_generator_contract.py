@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from baselines.controls import PositiveControl, RandomControl, ShuffleControl
 from scldbench import Generator, ScldbenchError
+from scldbench.generator import largest_remainder
 from tests.conftest import make_counts
 
 
@@ -104,9 +105,19 @@ def test_unconditional_sampling_follows_training_proportions():
     data = make_counts(n_cells=90, n_groups=3)
     keep = np.r_[np.arange(0, 90, 3), np.arange(1, 90, 3)[:5], np.arange(2, 90, 3)[:15]]
     gen = MeanGenerator(seed=1).fit(data[keep].copy(), "group")
-    freq = gen.sample(3000).obs["group"].value_counts(normalize=True)
-    assert freq["g0"] == pytest.approx(30 / 50, abs=0.03)
-    assert freq["g1"] == pytest.approx(5 / 50, abs=0.03)
+    counts = gen.sample(3000).obs["group"].value_counts()
+    assert counts.to_dict() == {"g0": 1800, "g1": 300, "g2": 900}
+    assert len(set(gen.sample(3000).obs["group"].iloc[:100])) == 3  # in random order, not in blocks
+    assert sorted(gen.sample(7).obs["group"]) == ["g0"] * 4 + ["g1"] + ["g2"] * 2
+
+
+def test_largest_remainder_is_exact_and_within_one_cell():
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 100, 541):
+        p = rng.dirichlet(np.ones(8))
+        counts = largest_remainder(n, p, rng)
+        assert counts.sum() == n
+        assert np.all(np.abs(counts - n * p) < 1)
 
 
 def test_same_seed_same_cells_and_new_seed_new_cells(counts):

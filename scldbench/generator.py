@@ -28,6 +28,7 @@ from scldbench.resources import Usage, track_usage
 from scldbench.seeding import seed_everything
 
 LabelRequest = str | int | Sequence[Any] | Mapping[Any, int] | None
+SampleOutput = np.ndarray | sp.spmatrix | tuple[Any, np.ndarray]
 
 
 def largest_remainder(n: int, proportions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -38,7 +39,7 @@ def largest_remainder(n: int, proportions: np.ndarray, rng: np.random.Generator)
     order = np.lexsort((rng.random(remainder.size), -remainder))
     counts[order[: n - int(counts.sum())]] += 1
     return counts
-SampleOutput = np.ndarray | sp.spmatrix | tuple[Any, np.ndarray]
+
 
 _STATE_FILE = "state.pt"
 _META_FILE = "generator.json"

@@ -52,8 +52,9 @@ def main() -> None:
         "train": protocol.embedding(protocol.transform(data.train.X), None, seed=0),
     }
 
+    embedded = {basis: pca.transform(test) for basis, pca in bases.items()}
+    scales = {basis: median_knn_distance(x, protocol.knn) for basis, x in embedded.items()}
     largest = data.test.obs[data.labels_key].astype(str).value_counts().index[0]
-    test_scale = median_knn_distance(bases["test"].transform(test), protocol.knn)
 
     def spread(cells: np.ndarray, pca: object, scale: float) -> np.ndarray:
         """Each cell's mean kernel to the cells of its group (itself included), in the given basis."""
@@ -74,9 +75,9 @@ def main() -> None:
             cells = protocol.transform(sample.X)
             if data.labels_key in sample.obs:
                 mask = sample.obs[data.labels_key].astype(str).to_numpy() == largest
-                within.append(spread(cells[mask], bases["test"], test_scale).mean())
+                within.append(spread(cells[mask], bases["test"], scales["test"]).mean())
             for basis, pca in bases.items():
-                values[basis].append(mmd_multi_kernel(pca.transform(test), pca.transform(cells), k=protocol.knn))
+                values[basis].append(mmd_multi_kernel(embedded[basis], pca.transform(cells), k=protocol.knn))
         shown = "  ".join(
             f"PCA of {basis} cells {np.mean(v):.4f} ({', '.join(f'{x:.4f}' for x in v)})" for basis, v in values.items()
         )
@@ -85,12 +86,11 @@ def main() -> None:
 
     print(f"\nlargest cluster {largest!r}: share of cells apart from their split's cluster (mean kernel < {APART})")
     for basis, pca in bases.items():
-        scale = median_knn_distance(pca.transform(test), protocol.knn)
         shares = []
         for part_name in ("test", "train", "holdout"):
             part = getattr(data, part_name)
             inside = part.obs[data.labels_key].astype(str).to_numpy() == largest
-            kernel = spread(protocol.transform(part.X[inside]), pca, scale)
+            kernel = spread(protocol.transform(part.X[inside]), pca, scales[basis])
             shares.append(f"{part_name} {np.mean(kernel < APART):.3f} (mean kernel {kernel.mean():.3f})")
         print(f"PCA of {basis} cells: " + ", ".join(shares))
 

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from scldbench.errors import ScldbenchError
+from scldbench.records import primary_view
 from scldbench.report.table import results_table
 
 app = typer.Typer(
@@ -107,7 +108,7 @@ def _results(records: list[dict[str, Any]], info: dict[str, Any]) -> Table:
         f"{data.get('n_genes')} genes, {data.get('n_clusters')} clusters), protocol {info.get('protocol')}"
     )
     caption = f"note: {info['note']}" if info.get("note") else None
-    return results_table(records, title, caption)
+    return results_table([primary_view(r) for r in records], title, caption)
 
 
 list_app = typer.Typer(help="List generators, datasets or suites.", no_args_is_help=True)

@@ -1,4 +1,5 @@
-"""Scoring one fitted generator under a protocol: the whole-data scores and the per-cluster scores."""
+"""Scores beside the protocols' own: biology-level agreement, the protocol-independent extras, the guidance
+sweep and the augmentation test."""
 
 from __future__ import annotations
 
@@ -12,44 +13,11 @@ import scipy.sparse as sp
 
 from scldbench.data.prepare import PreparedData
 from scldbench.generator import Generator
-from scldbench.protocols import Protocol
 from scldbench.suite import EvaluateSettings
 
-
-def cluster_mask(adata: ad.AnnData, key: str, cluster: str) -> np.ndarray:
-    return adata.obs[key].astype(str).to_numpy() == cluster
-
-
-def score_clusters(
-    generator: Generator,
-    prepared: PreparedData,
-    protocol: Protocol,
-    settings: EvaluateSettings,
-    guidance: float | None,
-    seed: int,
-) -> dict[str, dict[str, Any]]:
-    """For each cluster k with enough real test cells: cells generated for k vs real test cells of k."""
-    out: dict[str, dict[str, Any]] = {}
-    test = prepared.test
-    for i, cluster in enumerate(prepared.clusters):
-        real = test[cluster_mask(test, prepared.labels_key, cluster)]
-        if real.n_obs < settings.min_cluster_cells:
-            out[cluster] = {"n_real": int(real.n_obs), "skipped": f"fewer than {settings.min_cluster_cells} test cells"}
-            continue
-        generated = generator.sample(real.n_obs, labels=cluster, guidance=guidance, seed=seed * 1000 + i + 1)
-        scores = protocol.evaluate(real.X, generated.X, seed=seed, n_trees=settings.n_trees)
-        out[cluster] = {"n_real": int(real.n_obs), **scores}
-    return out
-
-
-def summarise_clusters(per_cluster: dict[str, dict[str, Any]]) -> dict[str, float]:
-    scored = [v for v in per_cluster.values() if "rf_auc" in v]
-    if not scored:
-        return {}
-    return {
-        "cluster_rf_auc_mean": float(np.mean([v["rf_auc"] for v in scored])),
-        "cluster_mmd_mean": float(np.mean([v["mmd"] for v in scored])),
-    }
+#: markers per cluster for DE recovery, and genes for the gene-gene correlation
+N_MARKERS = 50
+N_CORRELATION_GENES = 200
 
 
 def labels_of(adata: ad.AnnData, key: str) -> np.ndarray | None:
@@ -62,10 +30,9 @@ def extra_scores(prepared: PreparedData, generated: ad.AnnData, seed: int) -> di
     """The scores beyond RF AUC and MMD, all against the same real test cells.
 
     Manifold and memorisation scores live in the PCA-50 of log-normalised real training cells; data-property
-    distances work on counts; marker overlap and train-synthetic-test-real need labelled generated cells.
+    distances work on counts; train-synthetic-test-real needs labelled generated cells.
     """
     from scldbench.metrics.manifold import manifold_metrics
-    from scldbench.metrics.markers import marker_overlap
     from scldbench.metrics.memorisation import fit_log_pca, memorisation
     from scldbench.metrics.properties import property_distances
     from scldbench.metrics.utility import train_synthetic_test_real
@@ -79,14 +46,85 @@ def extra_scores(prepared: PreparedData, generated: ad.AnnData, seed: int) -> di
     scores.update({f"memorisation_{k}": v for k, v in memo.items()})
     gen_labels = labels_of(generated, key)
     if gen_labels is not None and np.unique(gen_labels).size >= 2:
-        overlap = marker_overlap(test.X, labels_of(test, key), generated.X, gen_labels, n_top=20)
-        scores["marker_overlap"] = overlap.mean
         scores.update(
             train_synthetic_test_real(
                 generated.X, gen_labels, train.X, labels_of(train, key), test.X, labels_of(test, key), seed=seed
             )
         )
     return scores
+
+
+def _biology_of(
+    real_markers: Any, real_x: Any, real_labels: np.ndarray | None, other_x: Any, other_labels: np.ndarray | None,
+    var_names: list[str], genes: np.ndarray, min_cells: int,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """DE recovery and gene-gene correlation of `other` cells against real test cells (whole data and per
+    cluster); `real_markers` are the real test cells' markers."""
+    from scldbench.metrics.de import de_agreement, find_markers
+    from scldbench.metrics.gene_correlation import correlation_agreement, log_expression
+
+    real_values, other_values = log_expression(real_x, genes), log_expression(other_x, genes)
+    metrics = {"gene_corr_all": correlation_agreement(real_values, other_values)}
+    per_cluster: dict[str, dict[str, float]] = {}
+    if other_labels is None or real_labels is None or real_markers is None:
+        return metrics, per_cluster
+    other_markers = find_markers(other_x, other_labels, var_names, n_top=N_MARKERS)
+    for cluster, values in de_agreement(real_markers, other_markers, n_top=N_MARKERS).items():
+        per_cluster[cluster] = dict(values)
+    for cluster in np.unique(real_labels):
+        real_rows, other_rows = real_labels == cluster, other_labels == cluster
+        if real_rows.sum() < min_cells:
+            continue
+        corr = correlation_agreement(real_values[real_rows], other_values[other_rows])
+        per_cluster.setdefault(str(cluster), {})["gene_corr"] = corr
+    for name in ("de_overlap", "de_lfc_spearman", "gene_corr"):
+        values = [v[name] for v in per_cluster.values() if name in v and np.isfinite(v[name])]
+        metrics[name] = float(np.mean(values)) if values else float("nan")
+    return metrics, per_cluster
+
+
+def biology_scores(
+    context: Any, generated: ad.AnnData, settings: EvaluateSettings
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(metrics, per_cluster) of DE recovery and gene-gene correlation, each with its real-vs-real reference.
+
+    Real test cells against generated cells; the reference (`<name>_reference`) is the same metric with
+    held-out real cells (the positive control's) in place of generated ones. Per-cluster values need labelled
+    generated cells; `gene_corr_all` (all cells) is computed for every generator.
+    """
+    from scldbench.metrics.de import find_markers
+    from scldbench.metrics.gene_correlation import most_expressed
+
+    prepared = context.prepared
+    test, key, var_names = prepared.test, prepared.labels_key, list(map(str, prepared.test.var_names))
+    real_labels = labels_of(test, key)
+    genes = context.memo("corr-genes", lambda: most_expressed(test.X, N_CORRELATION_GENES))
+    real_markers = context.memo(
+        "real-markers", lambda: find_markers(test.X, real_labels, var_names, n_top=N_MARKERS)
+    ) if real_labels is not None else None
+    min_cells = settings.min_cluster_cells
+
+    def reference() -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        holdout = prepared.holdout
+        if holdout.n_obs < 3:
+            return {}, {}
+        return _biology_of(real_markers, test.X, real_labels, holdout.X, labels_of(holdout, key), var_names, genes,
+                           min_cells)
+
+    ref_metrics, ref_clusters = context.memo(f"biology-reference-{min_cells}", reference)
+    gen_labels = labels_of(generated, key)
+    if gen_labels is not None and np.unique(gen_labels).size < 2:
+        gen_labels = None
+    metrics, per_cluster = _biology_of(real_markers, test.X, real_labels, generated.X, gen_labels, var_names, genes,
+                                       min_cells)
+    for name in list(metrics):
+        if name in ref_metrics:
+            metrics[f"{name}_reference"] = ref_metrics[name]
+    for cluster, values in per_cluster.items():
+        for name in list(values):
+            if name in ref_clusters.get(cluster, {}):
+                values[f"{name}_reference"] = ref_clusters[cluster][name]
+    return metrics, per_cluster
 
 
 def on_target_classifier(prepared: PreparedData, seed: int):

@@ -1,12 +1,21 @@
-"""Named, versioned evaluation protocols: how real and generated counts are normalised and scored.
+"""Named, versioned evaluation protocols: how real and generated counts are normalised, embedded and scored.
 
-Every result records the protocol that made it; numbers under different protocols are not compared.
+A protocol is a small declared object: name, version, description, the settings that fix its numbers (recorded
+beside every score it makes) and its own evaluate function. Every result records the protocol that made it;
+numbers under different protocols are never compared.
+
+- `Protocol.evaluate(real, generated, reference=..., seed=..., n_trees=...)`: the whole-data scores of two
+  count matrices (what diagnostics and benchmarks call).
+- `Protocol.score(context, generated, seed=..., settings=...)`: one job's stored sample scored in full
+  (whole data and per cluster), see scldbench.scoring.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,7 +23,16 @@ from sklearn.decomposition import PCA
 
 from scldbench.data.counts import ArrayLike, to_dense
 from scldbench.errors import ScldbenchError, suggest
-from scldbench.metrics import mmd_multi_kernel, rf_auc
+from scldbench.metrics import catalogue, mmd_multi_kernel, rf_auc
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+    from scldbench.scoring import ScoringContext
+    from scldbench.suite import EvaluateSettings
+
+Scores = dict[str, float]
+PerCluster = dict[str, dict[str, Any]]
 
 
 def normalise_total(x: ArrayLike, target: float) -> np.ndarray:
@@ -27,21 +45,22 @@ def normalise_total(x: ArrayLike, target: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Protocol:
-    name: str
-    description: str
-    #: counts -> the values the metrics see
-    transform: Callable[[ArrayLike], np.ndarray]
-    #: PCA for MMD fitted on "test" (real test cells) or "train" (real training cells)
-    mmd_pca_fit_on: str
-    n_components: int = 50
-    n_trees: int = 1000
-    test_size: float = 0.3
-    knn: int = 25
+    """A pinned, versioned way of scoring generated cells against real test cells.
 
-    def embedding(self, real_test: np.ndarray, reference: np.ndarray | None, seed: int) -> PCA:
-        basis = reference if self.mmd_pca_fit_on == "train" and reference is not None else real_test
-        k = min(self.n_components, basis.shape[0] - 1, basis.shape[1])
-        return PCA(n_components=k, random_state=seed).fit(basis)
+    `compare(real, generated, reference, seed, n_trees)` gives whole-data scores of two count matrices;
+    `score_sample(protocol, context, generated, seed, settings)` gives (metrics, per_cluster) of a job's sample.
+    `shared` names the protocol-independent score blocks recorded under this protocol too ("biology":
+    DE recovery and gene-gene correlation; "extras": manifold, data properties, memorisation, TSTR).
+    """
+
+    name: str
+    version: int
+    description: str
+    settings: Mapping[str, Any]
+    compare: Callable[..., Scores] = field(repr=False)
+    score_sample: Callable[..., tuple[Scores, PerCluster]] = field(repr=False)
+    #: the suite [evaluate] settings that change this protocol's numbers (recorded with them)
+    scoring_keys: tuple[str, ...] = ("n_trees", "min_cluster_cells")
 
     def evaluate(
         self,
@@ -51,21 +70,28 @@ class Protocol:
         reference: ArrayLike | None = None,
         seed: int = 0,
         n_trees: int | None = None,
-    ) -> dict[str, float]:
-        """RF AUC and MMD of generated vs real test cells; `reference` is real training data when the PCA needs it."""
-        real = self.transform(real_test)
-        gen = self.transform(generated)
-        if real.shape[0] < 4 or gen.shape[0] < 4:
-            raise ScldbenchError(f"too few cells to score ({real.shape[0]} real, {gen.shape[0]} generated); need >= 4")
-        ref = self.transform(reference) if reference is not None and self.mmd_pca_fit_on == "train" else None
-        pca = self.embedding(real, ref, seed)
-        auc = rf_auc(real, gen, n_components=self.n_components, n_trees=n_trees or self.n_trees,
-                     test_size=self.test_size, seed=seed)
-        mmd = mmd_multi_kernel(pca.transform(real), pca.transform(gen), k=self.knn)
-        return {"rf_auc": auc, "mmd": mmd}
+    ) -> Scores:
+        """Whole-data scores of generated vs real test counts; `reference` is real training counts when needed."""
+        real_n, gen_n = real_test.shape[0], generated.shape[0]
+        if real_n < 4 or gen_n < 4:
+            raise ScldbenchError(f"too few cells to score ({real_n} real, {gen_n} generated); need >= 4")
+        return self.compare(real_test, generated, reference=reference, seed=seed, n_trees=n_trees)
+
+    def score(
+        self, context: ScoringContext, generated: ad.AnnData, *, seed: int, settings: EvaluateSettings
+    ) -> tuple[Scores, PerCluster]:
+        """(metrics, per_cluster) of one job's sample under this protocol."""
+        return self.score_sample(self, context, generated, seed=seed, settings=settings)
+
+    def record_settings(self, settings: EvaluateSettings) -> dict[str, Any]:
+        """What a record stores as this protocol's settings: its own plus the suite's scoring settings it uses."""
+        return {"version": self.version, **dict(self.settings), **{k: getattr(settings, k) for k in self.scoring_keys}}
 
     def describe(self) -> str:
         return f"{self.name}: {self.description}"
+
+
+# scgan-v1 and logpca-v1: RF AUC and multi-kernel MMD on normalised counts
 
 
 def _scgan_transform(x: ArrayLike) -> np.ndarray:
@@ -76,30 +102,240 @@ def _log_transform(x: ArrayLike) -> np.ndarray:
     return np.log1p(normalise_total(x, 1e4))
 
 
+def _rf_mmd(transform: Callable[[ArrayLike], np.ndarray], mmd_pca_fit_on: str) -> Callable[..., Scores]:
+    def compare(real_test: ArrayLike, generated: ArrayLike, *, reference: ArrayLike | None = None, seed: int = 0,
+                n_trees: int | None = None) -> Scores:
+        real, gen = transform(real_test), transform(generated)
+        basis = transform(reference) if mmd_pca_fit_on == "train" and reference is not None else real
+        k = min(50, basis.shape[0] - 1, basis.shape[1])
+        pca = PCA(n_components=k, random_state=seed).fit(basis)
+        auc = rf_auc(real, gen, n_components=50, n_trees=n_trees or 1000, test_size=0.3, seed=seed)
+        mmd = mmd_multi_kernel(pca.transform(real), pca.transform(gen), k=25)
+        return {"rf_auc": auc, "mmd": mmd}
+
+    return compare
+
+
+def _labels(adata: ad.AnnData, key: str) -> np.ndarray | None:
+    if key not in adata.obs or adata.obs[key].isna().any():
+        return None
+    return adata.obs[key].astype(str).to_numpy()
+
+
+def _per_cluster_counts(context: ScoringContext, generated: ad.AnnData, settings: EvaluateSettings):
+    """For each cluster: (name, real test counts, generated counts, or the reason it is skipped)."""
+    prepared = context.prepared
+    real_labels = _labels(prepared.test, prepared.labels_key)
+    gen_labels = _labels(generated, prepared.labels_key)
+    if gen_labels is None:
+        return
+    for cluster in prepared.clusters:
+        real_rows = np.flatnonzero(real_labels == cluster)
+        gen_rows = np.flatnonzero(gen_labels == cluster)
+        if real_rows.size < settings.min_cluster_cells:
+            yield cluster, real_rows.size, gen_rows.size, None, None, (
+                f"fewer than {settings.min_cluster_cells} test cells")
+        elif gen_rows.size < 4:
+            yield cluster, real_rows.size, gen_rows.size, None, None, f"{gen_rows.size} generated cells (need >= 4)"
+        else:
+            yield cluster, real_rows.size, gen_rows.size, prepared.test.X[real_rows], generated.X[gen_rows], None
+
+
+def _score_rf_mmd(protocol: Protocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
+                  settings: EvaluateSettings) -> tuple[Scores, PerCluster]:
+    prepared = context.prepared
+    metrics = protocol.evaluate(prepared.test.X, generated.X, reference=prepared.train.X, seed=seed,
+                                n_trees=settings.n_trees)
+    per_cluster: PerCluster = {}
+    if settings.per_cluster:
+        for cluster, n_real, n_gen, real, gen, skipped in _per_cluster_counts(context, generated, settings):
+            if skipped:
+                per_cluster[cluster] = {"n_real": int(n_real), "n_generated": int(n_gen), "skipped": skipped}
+                continue
+            scores = protocol.evaluate(real, gen, seed=seed, n_trees=settings.n_trees)
+            per_cluster[cluster] = {"n_real": int(n_real), "n_generated": int(n_gen), **scores}
+    metrics.update(cluster_summaries(per_cluster, ("rf_auc", "mmd")))
+    return metrics, per_cluster
+
+
+def cluster_summaries(per_cluster: PerCluster, names: tuple[str, ...]) -> Scores:
+    """cluster_<name>_mean over the scored clusters, weighted by real test cells where the catalogue says so."""
+    out: Scores = {}
+    for name in names:
+        scored = [v for v in per_cluster.values() if np.isfinite(v.get(name, np.nan))]
+        if not scored:
+            continue
+        weights = None
+        if catalogue.find(name).per_cluster == "weighted":
+            weights = [v["n_real"] for v in scored]
+        out[f"cluster_{name}_mean"] = float(np.average([v[name] for v in scored], weights=weights))
+    return out
+
+
+# hvg-pca30-v1: CFGen-style distribution distances in PCA-30 of 2,000 HVGs
+
+HVG_SETTINGS: dict[str, Any] = {
+    "n_hvg": 2000, "hvg_flavor": "seurat_v3", "hvg_fit_on": "train", "normalise_total": 10_000, "log1p": True,
+    "n_components": 30, "pca_fit_on": "test", "mmd_rbf_gammas": [2.0, 1.0, 0.5, 0.1, 0.01, 0.005],
+    "max_cells": 4000,
+}
+
+
+@dataclass(frozen=True)
+class HvgSpace:
+    """The hvg-pca30 embedding: HVG columns (chosen on training counts) and a PCA fitted on real test cells."""
+
+    genes: np.ndarray
+    pca: PCA
+
+    def embed(self, counts: ArrayLike) -> np.ndarray:
+        from scldbench.metrics.properties import normalised_csr
+
+        values = normalised_csr(counts, HVG_SETTINGS["normalise_total"], log=True)[:, self.genes].toarray()
+        return self.pca.transform(values)
+
+
+def highly_variable_genes(train_counts: ArrayLike, n_top: int) -> np.ndarray:
+    """Column indices of the `n_top` highly variable genes of raw training counts (scanpy, flavor seurat_v3)."""
+    import warnings
+
+    import anndata as ad
+    import scanpy as sc
+
+    n_genes = train_counts.shape[1]
+    if n_genes <= n_top:
+        return np.arange(n_genes)
+    adata = ad.AnnData(X=sp.csr_matrix(train_counts, dtype=np.float32))
+    adata.var_names = [f"g{i}" for i in range(n_genes)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = sc.pp.highly_variable_genes(adata, flavor="seurat_v3", n_top_genes=n_top, inplace=False)
+    except ImportError as exc:
+        raise ScldbenchError(f"hvg-pca30-v1 needs scikit-misc for seurat_v3 HVGs ({exc}); pip install scikit-misc") \
+            from exc
+    return np.sort(np.flatnonzero(np.asarray(table["highly_variable"], dtype=bool)))
+
+
+def fit_hvg_space(train_counts: ArrayLike, test_counts: ArrayLike) -> HvgSpace:
+    """HVGs on the training counts; PCA-30 (full SVD, so no seed) of the real test cells' log1p CP10k HVGs."""
+    from scldbench.metrics.properties import normalised_csr
+
+    genes = highly_variable_genes(train_counts, HVG_SETTINGS["n_hvg"])
+    values = normalised_csr(test_counts, HVG_SETTINGS["normalise_total"], log=True)[:, genes].toarray()
+    k = min(HVG_SETTINGS["n_components"], values.shape[0] - 1, values.shape[1])
+    return HvgSpace(genes, PCA(n_components=k, svd_solver="full").fit(values))
+
+
+def _cap(x: np.ndarray, seed: int) -> np.ndarray:
+    limit = HVG_SETTINGS["max_cells"]
+    if len(x) <= limit:
+        return x
+    return x[np.sort(np.random.default_rng(seed).choice(len(x), limit, replace=False))]
+
+
+def distribution_distances(real: np.ndarray, generated: np.ndarray, *, seed: int = 0) -> Scores:
+    """Every two-sample metric the catalogue declares in the hvg-pca30 space, on two embedded point sets."""
+    real, generated = _cap(real, seed), _cap(generated, seed + 1)
+    return {m.name: float(m.compute()(real, generated)) for m in catalogue.two_sample_metrics("hvg-pca30")}
+
+
+def _hvg_compare(real_test: ArrayLike, generated: ArrayLike, *, reference: ArrayLike | None = None, seed: int = 0,
+                 n_trees: int | None = None) -> Scores:
+    if reference is None:
+        raise ScldbenchError("hvg-pca30-v1 chooses its genes on real training cells; pass reference=<train counts>")
+    space = fit_hvg_space(reference, real_test)
+    return distribution_distances(space.embed(real_test), space.embed(generated), seed=seed)
+
+
+def _score_hvg(protocol: Protocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
+               settings: EvaluateSettings) -> tuple[Scores, PerCluster]:
+    prepared = context.prepared
+    space: HvgSpace = context.memo("hvg-space", lambda: fit_hvg_space(prepared.train.X, prepared.test.X))
+    real_all = context.memo("hvg-real-test", lambda: space.embed(prepared.test.X))
+    gen_all = space.embed(generated.X)
+    if len(real_all) < 4 or len(gen_all) < 4:
+        raise ScldbenchError(f"too few cells to score ({len(real_all)} real, {len(gen_all)} generated); need >= 4")
+    metrics = distribution_distances(real_all, gen_all, seed=seed)
+    per_cluster: PerCluster = {}
+    if settings.per_cluster:
+        real_labels = _labels(prepared.test, prepared.labels_key)
+        gen_labels = _labels(generated, prepared.labels_key)
+        for cluster, n_real, n_gen, _, _, skipped in _per_cluster_counts(context, generated, settings):
+            entry: dict[str, Any] = {"n_real": int(n_real), "n_generated": int(n_gen)}
+            if skipped:
+                per_cluster[cluster] = entry | {"skipped": skipped}
+                continue
+            real = real_all[real_labels == cluster]
+            gen = gen_all[gen_labels == cluster]
+            per_cluster[cluster] = entry | distribution_distances(real, gen, seed=seed)
+    names = tuple(m.name for m in catalogue.two_sample_metrics("hvg-pca30"))
+    metrics.update(cluster_summaries(per_cluster, names))
+    return metrics, per_cluster
+
+
 PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
         Protocol(
             name="scgan-v1",
+            version=1,
             description=(
                 "counts normalised to 20,000 per cell, no log; RF AUC: stratified 70/30, PCA-50 fit on the 70%, "
                 "1,000 trees, ROC AUC on the 30%; MMD: PCA-50 of real test cells, kernels m/2, m, 2m "
-                "(m = median 25-NN distance of real cells), biased, sqrt"
+                "(m = median 25-NN distance of real cells), biased, sqrt; per cluster: the sample's cells of "
+                "each cluster vs real test cells of it (unweighted mean); also DE recovery, gene-gene "
+                "correlation (log1p CP10k) and the protocol-independent extras"
             ),
-            transform=_scgan_transform,
-            mmd_pca_fit_on="test",
+            settings=MappingProxyType({
+                "normalise_total": 20_000, "log1p": False, "n_components": 50, "rf_pca_fit_on": "70% split",
+                "rf_test_size": 0.3, "mmd_pca_fit_on": "test", "mmd_knn": 25, "mmd_scales": [0.5, 1.0, 2.0],
+                "cluster_mean": "unweighted",
+            }),
+            compare=_rf_mmd(_scgan_transform, "test"),
+            score_sample=_score_rf_mmd,
         ),
         Protocol(
             name="logpca-v1",
+            version=1,
             description=(
                 "log1p of counts normalised to 10,000; RF AUC as scgan-v1 on those values; MMD in the PCA-50 "
-                "fit on real training cells"
+                "fit on real training cells; per cluster as scgan-v1; also DE recovery and gene-gene correlation"
             ),
-            transform=_log_transform,
-            mmd_pca_fit_on="train",
+            settings=MappingProxyType({
+                "normalise_total": 10_000, "log1p": True, "n_components": 50, "rf_pca_fit_on": "70% split",
+                "rf_test_size": 0.3, "mmd_pca_fit_on": "train", "mmd_knn": 25, "mmd_scales": [0.5, 1.0, 2.0],
+                "cluster_mean": "unweighted",
+            }),
+            compare=_rf_mmd(_log_transform, "train"),
+            score_sample=_score_rf_mmd,
+        ),
+        Protocol(
+            name="hvg-pca30-v1",
+            version=1,
+            description=(
+                "2,000 highly variable genes chosen on the real training counts (scanpy seurat_v3; all genes when "
+                "there are fewer), log1p of counts normalised to 10,000 per cell, PCA-30 (full SVD) fitted on "
+                "real test cells, generated cells projected with the same genes, centring and loadings; exact "
+                "W1 and W2 (POT emd2, uniform weights, Euclidean / squared Euclidean cost), RBF MMD² averaged "
+                "over gamma in {2, 1, 0.5, 0.1, 0.01, 0.005}, energy distance; at most 4,000 cells a side "
+                "(seeded subsample); whole data, and per cell type with the sample's cells of that type vs real "
+                "test cells of it, averaged weighted by real test cells (cluster_*_mean). Unconditional "
+                "generators (no labels in the sample) get whole-data values only. Also DE recovery and "
+                "gene-gene correlation (log1p CP10k)"
+            ),
+            settings=MappingProxyType(HVG_SETTINGS),
+            compare=_hvg_compare,
+            score_sample=_score_hvg,
+            scoring_keys=("min_cluster_cells",),
         ),
     )
 }
+
+#: the protocols a suite runs when it names none
+DEFAULT_PROTOCOLS: tuple[str, ...] = ("scgan-v1", "hvg-pca30-v1")
+#: protocol-independent scores are recorded once, under this protocol when the suite runs it, else the first
+EXTRAS_PROTOCOL = "scgan-v1"
 
 
 def get_protocol(name: str) -> Protocol:

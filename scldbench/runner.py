@@ -24,17 +24,19 @@ from scldbench.data.datasets import load_dataset
 from scldbench.data.prepare import PreparedData, prepare
 from scldbench.device import describe_device, resolve_device
 from scldbench.errors import ScldbenchError, suggest
-from scldbench.evaluation import (
-    augmentation_scores,
-    extra_scores,
-    guidance_sweep,
-    rarest_cluster,
-    score_clusters,
-    summarise_clusters,
-)
-from scldbench.protocols import Protocol, get_protocol
+from scldbench.evaluation import augmentation_scores, guidance_sweep, rarest_cluster
+from scldbench.protocols import get_protocol
 from scldbench.provenance import versions
 from scldbench.registry import generator_names, get_generator, list_generators
+from scldbench.scoring import (
+    ScoringContext,
+    extras_owner,
+    missing_protocols,
+    rescore,
+    score_sample,
+    scores_failed,
+    test_composition,
+)
 from scldbench.store import RunStore
 from scldbench.suite import GeneratorEntry, Suite
 
@@ -137,11 +139,16 @@ def _entries(suite: Suite, only: list[str] | None) -> list[GeneratorEntry]:
     return entries
 
 
-def job_key(fingerprint: str, protocol: str, evaluate: dict[str, Any], entry: GeneratorEntry, params: dict,
-            seed: int) -> str:
+#: the [evaluate] settings that change the sample (and so the job key); the rest only change scores
+SAMPLING_KEYS = ("n_generated", "guidance")
+
+
+def job_key(fingerprint: str, sampling: dict[str, Any], entry: GeneratorEntry, params: dict, seed: int) -> str:
+    """Content hash of what makes a job's sample; protocols and scoring settings are not in it, so adding or
+    changing a protocol rescores the stored sample instead of refitting."""
     payload = json.dumps(
-        {"data": fingerprint, "protocol": protocol, "evaluate": evaluate, "generator": entry.name,
-         "params": params, "seed": seed, "version": __version__},
+        {"data": fingerprint, "sampling": sampling, "generator": entry.name, "params": params, "seed": seed,
+         "version": __version__},
         sort_keys=True, default=str,
     )
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
@@ -159,12 +166,12 @@ def resolved_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seeds: Sequence[int]) -> list[Job]:
     jobs = []
-    evaluate = vars(suite.evaluate)
+    sampling = {k: getattr(suite.evaluate, k) for k in SAMPLING_KEYS}
     for order, entry in enumerate(_entries(suite, only)):
         params = suite.params.get(entry.name, {}) | entry.params
         resolved = resolved_params(entry.name, params)
         for seed in seeds:
-            key = job_key(prepared.fingerprint, suite.protocol, evaluate, entry, resolved, seed)
+            key = job_key(prepared.fingerprint, sampling, entry, resolved, seed)
             jobs.append(Job(order, entry.name, entry.label, params, seed, key))
     return jobs
 
@@ -175,20 +182,19 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_job(
-    job: Job, prepared: PreparedData, protocol: Protocol, suite: Suite, device: str, store: RunStore,
+    job: Job, prepared: PreparedData, context: ScoringContext, suite: Suite, device: str, store: RunStore,
     reporter: Reporter, dataset: dict[str, Any],
 ) -> dict[str, Any]:
-    """Fit, sample and score one job; the record is written whatever happens (failures included)."""
+    """Fit, sample once and score under every suite protocol; the record is written whatever happens."""
     settings = suite.evaluate
     record: dict[str, Any] = {
         "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
         "generator": job.generator,
-        "label": job.label, "params": job.params, "seed": job.seed, "protocol": protocol.name,
-        "fingerprint": prepared.fingerprint, "evaluate": vars(settings),
-        "protocol_description": protocol.description, "status": "running", "error": None,
+        "label": job.label, "params": job.params, "seed": job.seed,
+        "fingerprint": prepared.fingerprint, "evaluate": vars(settings), "status": "running", "error": None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(), "device": describe_device(resolve_device(device)),
-        "fit_seconds": None, "sample_seconds": None, "metrics": {}, "per_cluster": {},
+        "fit_seconds": None, "sample_seconds": None, "scores": {},
     }
     t0 = time.perf_counter()
     try:
@@ -204,23 +210,19 @@ def run_job(
         reporter.stage(job, "sample")
         n_cells = settings.n_generated or prepared.test.n_obs
         guidance = settings.guidance if generator.supports_guidance else None
-        samples = generator.sample(n_cells, guidance=guidance, seed=job.seed)
+        # one sample per job: a conditional generator makes as many cells of each cluster as the real test set has
+        labels = None
+        if generator.conditional and settings.n_generated is None:
+            labels = test_composition(prepared)
+            n_cells = sum(labels.values())
+        samples = generator.sample(n_cells, labels=labels, guidance=guidance, seed=job.seed)
         record["sample_seconds"] = generator.sample_usage.seconds
         record["sample_peak_rss_mb"] = generator.sample_usage.peak_rss_mb
         record["n_generated"] = n_cells
         if settings.save_samples:
             store.write_samples(job.job_id, samples)
         reporter.stage(job, "score")
-        record["metrics"] = protocol.evaluate(
-            prepared.test.X, samples.X, reference=prepared.train.X, seed=job.seed, n_trees=settings.n_trees
-        )
-        if settings.extra_metrics:
-            reporter.stage(job, "more scores")
-            record["metrics"].update(extra_scores(prepared, samples, job.seed))
-        if generator.conditional and settings.per_cluster:
-            reporter.stage(job, "per-cluster")
-            record["per_cluster"] = score_clusters(generator, prepared, protocol, settings, guidance, job.seed)
-            record["metrics"].update(summarise_clusters(record["per_cluster"]))
+        record["scores"] = score_sample(context, samples, suite.protocols, settings, job.seed)
         if generator.supports_guidance and settings.guidance_sweep:
             reporter.stage(job, "guidance sweep")
             clusters = list(settings.sweep_clusters) if settings.sweep_clusters else None
@@ -233,15 +235,17 @@ def run_job(
             if cluster == "rarest":
                 cluster = rarest_cluster(prepared, settings.min_cluster_cells)
             make = lambda: get_generator(job.generator).create(seed=job.seed, device=device, **job.params)  # noqa: E731
-            record["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
+            owner = record["scores"][extras_owner(suite.protocols)]
+            owner["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
         if not generator.uses_holdout:
             reporter.stage(job, "diagnostics")
             checks = generator.diagnose(
-                prepared.holdout, prepared.test, protocol=protocol.name, seed=job.seed, n_trees=settings.n_trees
+                prepared.holdout, prepared.test, protocol="scgan-v1", seed=job.seed, n_trees=settings.n_trees
             )
             diagnostics = getattr(generator, "diagnostics", None)
             record["diagnostics"] = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
-        record["status"] = "ok"
+        failed = scores_failed(record["scores"])
+        record["status"], record["error"] = ("failed", failed) if failed else ("ok", None)
     except Exception as exc:  # one failing job must not stop the others
         record["status"] = "failed"
         record["error"] = _one_line(exc)
@@ -255,7 +259,7 @@ def run_job(
 def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResult:
     reporter = reporter or SilentReporter()
     suite = request.suite
-    protocol = get_protocol(suite.protocol)
+    protocols = [get_protocol(name) for name in suite.protocols]
     resolve_device(request.device)
     adata, spec, note = resolve_data(suite, request.data)
     defaults: dict[str, Any] = {"labels_key": spec.labels_key, "n_clusters": spec.n_clusters}
@@ -272,8 +276,9 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     store = RunStore(request.out)
     run_info = {
         "suite": suite.name, "suite_source": suite.source, "dataset": spec.name, "requested_dataset":
-        request.data or suite.dataset, "note": note, "protocol": protocol.name,
-        "protocol_description": protocol.description, "prepare": vars(settings), "data_info": prepared.info,
+        request.data or suite.dataset, "note": note, "protocols": {p.name: p.description for p in protocols},
+        "protocol": protocols[0].name, "protocol_description": protocols[0].description,
+        "prepare": vars(settings), "data_info": prepared.info,
         "fingerprint": prepared.fingerprint, "seeds": list(seeds),
         "device": describe_device(resolve_device(request.device)), "versions": versions(),
         "command": " ".join(sys.argv), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -285,14 +290,21 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     reporter.start(jobs, note)
     store.supersede({(job.label, job.seed): job.key for job in jobs})
     records = []
+    context = ScoringContext(prepared)
     for job in jobs:
         previous = store.read_record(job.job_id)
-        if previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key:
+        reusable = previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key
+        missing = missing_protocols(previous, suite.protocols, suite.evaluate) if reusable else []
+        stored = store.read_samples(job.job_id) if missing else None
+        if reusable and (not missing or stored is not None):
             record = previous | {"reused": True}
+            if missing:
+                reporter.stage(job, "score")
+                record = rescore(record, context, stored, suite.protocols, suite.evaluate)
             store.write_record(job.job_id, record)
         else:
             dataset = {"dataset": spec.name, "dataset_note": note}
-            record = run_job(job, prepared, protocol, suite, request.device, store, reporter, dataset)
+            record = run_job(job, prepared, context, suite, request.device, store, reporter, dataset)
         records.append(record)
         reporter.done(job, record)
     return RunResult(store, records, spec.name, note, run_info)

@@ -5,7 +5,7 @@ name = "pbmc"
 description = "..."
 dataset = "pbmc68k"                 # a named dataset or a path
 fallback_dataset = "pbmc68k-mini"   # used, and stated in every output, when `dataset` cannot be had
-protocol = "scgan-v1"
+protocols = ["scgan-v1", "hvg-pca30-v1"]  # default; the old `protocol = "x"` means ["x"]
 seeds = 3                           # or a list, e.g. [0, 1, 2]
 generators = ["*"]                  # "*" is every registered generator; beside it, names and variants:
                                     # { name = "scld", label = "scld-add", params = { fusion = "add" } }
@@ -31,8 +31,8 @@ else:  # pragma: no cover
 from scldbench.data.prepare import PrepareSettings
 from scldbench.errors import ScldbenchError, suggest
 
-TOP_KEYS = {"name", "description", "dataset", "fallback_dataset", "protocol", "seeds", "generators", "prepare",
-            "evaluate", "params"}
+TOP_KEYS = {"name", "description", "dataset", "fallback_dataset", "protocol", "protocols", "seeds", "generators",
+            "prepare", "evaluate", "params"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ class Suite:
     description: str
     dataset: str
     fallback_dataset: str | None
-    protocol: str
+    #: every protocol scores each job's one sample
+    protocols: tuple[str, ...]
     seeds: tuple[int, ...]
     generators: tuple[GeneratorEntry, ...]
     #: "*" in the list: every registered generator runs (with default parameters) beside the entries
@@ -82,6 +83,11 @@ class Suite:
     evaluate: EvaluateSettings
     params: dict[str, dict[str, Any]]
     source: str = ""
+
+    @property
+    def protocol(self) -> str:
+        """The first protocol (the one a single-protocol view shows)."""
+        return self.protocols[0]
 
     def prepare_settings(self, defaults: dict[str, Any]) -> PrepareSettings:
         return PrepareSettings(**(defaults | self.prepare))
@@ -101,6 +107,24 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
     if not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
         raise _fail(where, "seeds", f"must be a non-empty list of integers, got {value!r}")
     return tuple(value)
+
+
+def _protocols(data: dict[str, Any], where: str) -> tuple[str, ...]:
+    from scldbench.protocols import DEFAULT_PROTOCOLS, PROTOCOLS
+
+    if "protocol" in data and "protocols" in data:
+        raise _fail(where, "protocol", "give either protocol = \"name\" or protocols = [...], not both")
+    key = "protocols" if "protocols" in data else "protocol"
+    value = data.get(key, list(DEFAULT_PROTOCOLS))
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise _fail(where, key, f'must be a protocol name or a non-empty list of them, got {value!r}')
+    for name in names:
+        if name not in PROTOCOLS:
+            raise _fail(where, key, f"unknown protocol {name!r}{suggest(name, PROTOCOLS)}")
+    if len(set(names)) != len(names):
+        raise _fail(where, key, f"names a protocol twice: {names}")
+    return tuple(names)
 
 
 def _generators(value: Any, where: str) -> tuple[GeneratorEntry, ...]:
@@ -164,17 +188,13 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
         PrepareSettings(**prepare)
     except TypeError as exc:
         raise _fail(where, "prepare/evaluate", str(exc)) from exc
-    from scldbench.protocols import PROTOCOLS
-
-    protocol = data.get("protocol", "scgan-v1")
-    if protocol not in PROTOCOLS:
-        raise _fail(where, "protocol", f"unknown protocol {protocol!r}{suggest(protocol, PROTOCOLS)}")
+    protocols = _protocols(data, where)
     return Suite(
         name=data["name"],
         description=str(data.get("description", "")),
         dataset=data["dataset"],
         fallback_dataset=data.get("fallback_dataset"),
-        protocol=protocol,
+        protocols=protocols,
         seeds=_seeds(data.get("seeds", 1), where),
         generators=_generators(data.get("generators", ["*"]), where),
         include_all="*" in data.get("generators", ["*"]),

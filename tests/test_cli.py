@@ -42,11 +42,18 @@ def test_run_then_show_json(tmp_path):
     records = json.loads(shown.output)
     assert [r["generator"] for r in records] == ["positive", "random"]
     for r in records:
-        for key in ("dataset", "generator", "seed", "status", "error", "protocol", "fit_seconds", "sample_seconds"):
+        for key in ("dataset", "generator", "seed", "status", "error", "scores", "fit_seconds", "sample_seconds"):
             assert key in r
-        assert r["status"] == "ok" and r["protocol"] == "scgan-v1" and r["dataset"] == "pbmc68k-mini"
-        assert {"rf_auc", "mmd"} <= set(r["metrics"]) and r["versions"]["scldbench"] and r["device"]
-    by_name = {r["generator"]: r for r in records}
+        assert "metrics" not in r and "protocol" not in r  # scores live per protocol
+        assert r["status"] == "ok" and r["dataset"] == "pbmc68k-mini"
+        assert list(r["scores"]) == ["scgan-v1", "hvg-pca30-v1"]  # the default protocols
+        for entry in r["scores"].values():
+            assert set(entry) >= {"description", "settings", "metrics", "per_cluster", "status", "error"}
+            assert entry["status"] == "ok" and entry["description"]
+        assert {"rf_auc", "mmd"} <= set(r["scores"]["scgan-v1"]["metrics"]) and r["versions"]["scldbench"]
+        assert {"w1", "w2", "mmd_rbf", "energy_distance"} <= set(r["scores"]["hvg-pca30-v1"]["metrics"])
+        assert r["device"]
+    by_name = {r["generator"]: r["scores"]["scgan-v1"] for r in records}
     assert by_name["positive"]["metrics"]["rf_auc"] < 0.7 < by_name["random"]["metrics"]["rf_auc"]
     assert by_name["positive"]["per_cluster"]  # the positive control is conditional
     assert (out / "samples").is_dir()
@@ -183,7 +190,7 @@ def test_a_plugin_package_registers_through_the_entry_point(tmp_path, monkeypatc
     result = runner.invoke(app, ["run", suite_file(tmp_path, '["gene-means"]'), "--out", str(out)])
     assert result.exit_code == 0, result.output
     record = json.loads(runner.invoke(app, ["show", str(out), "--json"]).output)[0]
-    assert record["status"] == "ok" and record["metrics"]["rf_auc"] > 0.5
+    assert record["status"] == "ok" and record["scores"]["scgan-v1"]["metrics"]["rf_auc"] > 0.5
     sys.modules.pop("my_plugin", None)
 
 

@@ -11,7 +11,6 @@ from scipy import stats
 
 from scldbench.metrics.aggregate import mean_interval, scale_between_controls, scale_scores, summarise_seeds
 from scldbench.metrics.manifold import density_coverage, knn_radii, manifold_metrics, precision_recall
-from scldbench.metrics.markers import marker_overlap, marker_scores, top_markers
 from scldbench.metrics.memorisation import fit_log_pca, memorisation, nearest_distances
 from scldbench.metrics.properties import (
     binned_trend_distance,
@@ -216,71 +215,6 @@ def test_property_distances_behaviour():
     # sparser data (30% of the counts kept) moves the zero and mean-zero measures
     thin = property_distances(x, rng.binomial(x.astype(int), 0.3).astype(float), n_corr_genes=20)
     assert thin["zeros_per_cell_ks"] > 0.8 and thin["mean_zeros_trend"] > indep["mean_zeros_trend"] + 0.05
-
-
-# ---------------------------------------------------------------- markers
-
-
-def test_marker_scores_against_scipy():
-    rng = np.random.default_rng(7)
-    x = np.round(rng.gamma(1.0, 1.0, size=(30, 8)), 1)  # ties on purpose
-    labels = np.array(["a"] * 12 + ["b"] * 18)
-    wil = marker_scores(x, labels, method="wilcoxon")["a"]
-    n1, n2 = 12, 18
-    for g in range(8):
-        u = stats.mannwhitneyu(x[:12, g], x[12:, g], alternative="two-sided", method="asymptotic").statistic
-        z = (u - n1 * n2 / 2) / math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
-        assert wil[g] == pytest.approx(z)
-    welch = marker_scores(x, labels, method="t-test")["b"]
-    t = stats.ttest_ind(x[12:], x[:12], equal_var=False).statistic
-    np.testing.assert_allclose(welch, t)
-    assert list(top_markers(np.array([1.0, 3.0, 3.0, 2.0]), 3)) == [1, 2, 3]
-
-
-def test_marker_scores_sparse_chunked_and_groups():
-    rng = np.random.default_rng(19)
-    x = rng.poisson(1.0, size=(25, 11)).astype(float)
-    labels = np.array(list("aaaaaaaabbbbbbbbbccccccc") + ["d"])
-    for method in ("wilcoxon", "t-test"):
-        dense = marker_scores(x, labels, method=method, groups=["a", "b", "c"])
-        chunked = marker_scores(sp.csr_matrix(x), labels, method=method, groups=["a", "b", "c"], chunk=3)
-        assert set(dense) == {"a", "b", "c"}  # "d" has one cell: only part of the rest
-        for k in dense:
-            np.testing.assert_allclose(chunked[k], dense[k])
-    with pytest.raises(ValueError):
-        marker_scores(x, labels)  # "d" cannot be scored one-vs-rest
-
-
-def test_marker_overlap_recovers_planted_markers():
-    sizes = {"a": 60, "b": 60, "c": 60}
-    real, y_real = clustered_counts(np.random.default_rng(8), sizes)
-    gen, y_gen = clustered_counts(np.random.default_rng(9), sizes)
-    good = marker_overlap(real, y_real, sp.csr_matrix(gen), y_gen, n_top=5)
-    assert good.per_cluster == {"a": 1.0, "b": 1.0, "c": 1.0} and good.mean == 1.0
-    assert set(good.markers_real["a"]) == {str(i) for i in range(5)}
-    assert set(good.markers_real["b"]) == {str(i) for i in range(5, 10)}
-    # labels that say nothing about expression: markers are not recovered
-    scrambled = marker_overlap(real, y_real, gen, np.random.default_rng(0).permutation(y_gen), n_top=5)
-    assert scrambled.mean < 0.3
-    # a cluster the generator did not produce scores 0; "fraction" is shared / n_top
-    no_c = y_gen != "c"
-    missing = marker_overlap(real, y_real, gen[no_c], y_gen[no_c], n_top=5, measure="fraction")
-    assert missing.per_cluster["c"] == 0.0 and missing.per_cluster["a"] == 1.0
-    assert missing.as_dict()["marker_overlap"] == pytest.approx(2 / 3)
-    # a stray generated label with one cell does not break the tests; it only joins the rest
-    stray = np.where(np.arange(len(y_gen)) == 0, "zz", y_gen)
-    assert marker_overlap(real, y_real, gen, stray, n_top=5).mean == 1.0
-
-
-def test_marker_overlap_jaccard_hand_case():
-    # 3 cells per cluster, genes 0-1 mark "a", genes 2-3 mark "b"; generated "a" marks genes 0 and 4 instead.
-    # Rank sums: fully separated genes get the largest z, genes equal in all cells z = 0
-    real = np.array([[9, 9, 0, 0, 1]] * 3 + [[0, 0, 9, 9, 1]] * 3, dtype=float)
-    gen = np.array([[9, 0, 0, 0, 9]] * 3 + [[0, 0, 9, 9, 0]] * 3, dtype=float)
-    labels = np.array(["a"] * 3 + ["b"] * 3)
-    res = marker_overlap(real, labels, gen, labels, n_top=2, method="wilcoxon")
-    assert res.per_cluster["a"] == pytest.approx(1 / 3)  # {0,1} vs {0,4}
-    assert res.per_cluster["b"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- memorisation

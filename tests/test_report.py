@@ -76,11 +76,15 @@ def independent_interval(values: list[float]) -> tuple[float, float, float]:
 
 def test_leaderboard_numbers_match_an_independent_computation(run_dir: Path) -> None:
     records = RunStore(run_dir).records()
-    (board,) = leaderboard(load_records(run_dir.parent))
+    # one board per protocol the suite scored with, each with its own description
+    board, hvg_board = leaderboard(load_records(run_dir.parent))
+    assert hvg_board.protocol == "hvg-pca30-v1" and "highly variable" in hvg_board.protocol_description
+    assert {"w1", "w2", "mmd_rbf", "energy_distance"} <= set(hvg_board.metrics)
     assert {r.label for r in board.rows} == {"positive", "shuffle", "random"}
     for row in board.rows:
         for metric in ("rf_auc", "mmd", "fit_seconds"):
-            values = [r["metrics"][metric] if metric in r["metrics"] else r[metric]
+            metrics = {r["job_id"]: r["scores"]["scgan-v1"]["metrics"] for r in records}
+            values = [metrics[r["job_id"]][metric] if metric in metrics[r["job_id"]] else r[metric]
                       for r in records if r["label"] == row.label]
             mean, low, high = independent_interval(values)
             got = row.summaries[metric]

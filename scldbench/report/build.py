@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from scldbench.errors import ScldbenchError, suggest
+from scldbench.records import primary_view
 from scldbench.report.leaderboard import Board, leaderboard, load_records
 from scldbench.store import RunStore
 
@@ -59,7 +60,7 @@ def load_run(run_dir: Path) -> tuple[RunStore, Record, list[Record]]:
         raise ScldbenchError(f"{run_dir} does not exist; give a run folder made by `scldbench run ... --out DIR`")
     store = RunStore(run_dir)
     info = store.read_run()
-    records = [r | {"_run": run_dir.name} for r in store.records()]
+    records = [primary_view(r) | {"_run": run_dir.name} for r in store.records()]
     if not records:
         raise ScldbenchError(f"{run_dir} holds no job records yet; wait for `scldbench run` to finish a job")
     for record in records:

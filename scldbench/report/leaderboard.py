@@ -16,6 +16,7 @@ from typing import Any
 
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.metrics.aggregate import ScaledScore, SeedSummary, mean_interval, scale_scores
+from scldbench.records import protocol_views
 from scldbench.report.metrics_info import (
     CONTROLS,
     NEGATIVE_CONTROL,
@@ -189,7 +190,7 @@ def build_board(records: Sequence[Record], confidence: float = 0.95) -> Board:
 def build_boards(records: Sequence[Record], confidence: float = 0.95) -> list[Board]:
     """One board per (dataset, protocol), in first-seen order."""
     groups: dict[tuple[str, str], list[Record]] = {}
-    for record in records:
+    for record in (view for r in records for view in protocol_views(r)):
         groups.setdefault((str(record.get("dataset")), str(record.get("protocol"))), []).append(record)
     return [build_board(group, confidence) for group in groups.values()]
 

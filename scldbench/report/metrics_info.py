@@ -1,10 +1,14 @@
-"""What each metric means for ranking: which direction is better, its display name, and the column order."""
+"""What each metric means for ranking: which direction is better, its display name, and the column order.
+
+A reader of scldbench.metrics.catalogue, where every metric is declared once.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fnmatch import fnmatch
+
+from scldbench.metrics import catalogue
 
 #: generators that are controls, not contestants: shown and used for scaling, never marked best
 CONTROLS = ("positive", "shuffle", "random")
@@ -13,18 +17,11 @@ POSITIVE_CONTROL = "positive"
 #: raw scores that get a scaled score beside them (between the negative and the positive control)
 SCALED_METRICS = ("rf_auc", "mmd")
 #: the columns of the main leaderboard table, when present; every metric is in the full table
-PRIMARY_METRICS = (
-    "rf_auc", "mmd", "cluster_rf_auc_mean", "precision", "recall", "density", "coverage", "marker_overlap",
-    "tstr_macro_f1", "fit_seconds",
-)
+PRIMARY_METRICS = catalogue.primary_metrics()
 #: timings are summarised like metrics and can be sorted on
-TIMINGS = ("fit_seconds", "sample_seconds")
-
-LABELS = {
-    "rf_auc": "RF AUC", "mmd": "MMD", "cluster_rf_auc_mean": "cluster RF AUC", "cluster_mmd_mean": "cluster MMD",
-    "marker_overlap": "marker overlap", "tstr_macro_f1": "TSTR F1", "fit_seconds": "fit s",
-    "sample_seconds": "sample s",
-}
+TIMINGS = tuple(m.name for m in catalogue.METRICS if m.space == "time")
+#: display names of the metrics declared by exact name
+LABELS = {m.name: m.label for m in catalogue.METRICS if not m.is_pattern}
 
 
 @dataclass(frozen=True)
@@ -53,46 +50,29 @@ class Direction:
         }[self.kind]
 
 
-# first match wins; patterns are fnmatch-style
-_RULES: tuple[tuple[str, Direction], ...] = (
-    ("rf_auc", Direction("target", 0.5)),
-    ("cluster_rf_auc_mean", Direction("target", 0.5)),
-    ("density", Direction("target", 1.0)),
-    ("memorisation_median_ratio", Direction("target", 1.0)),
-    ("memorisation_close_fraction_excess", Direction("target", 1.0)),
-    ("memorisation_exact_copy_fraction", Direction("lower")),
-    ("memorisation_memorised", Direction("lower")),
-    ("memorisation_*", Direction("info")),
-    ("trtr_*", Direction("info")),
-    ("augment_recall_downsampled", Direction("info")),
-    ("augment_recall_full", Direction("info")),
-    ("augment_macro_f1_downsampled", Direction("info")),
-    ("augment_*", Direction("higher")),
-    ("mmd", Direction("lower")),
-    ("cluster_mmd_mean", Direction("lower")),
-    ("*_ks", Direction("lower")),
-    ("*_trend", Direction("lower")),
-    ("*_mad", Direction("lower")),
-    ("precision", Direction("higher")),
-    ("recall", Direction("higher")),
-    ("coverage", Direction("higher")),
-    ("marker_overlap", Direction("higher")),
-    ("tstr_*", Direction("higher")),
-    ("fit_seconds", Direction("lower")),
-    ("sample_seconds", Direction("lower")),
-)
-
-
 def direction(metric: str) -> Direction:
-    """The ranking rule of `metric` ('info' for metrics this module does not know)."""
-    for pattern, rule in _RULES:
-        if fnmatch(metric, pattern):
-            return rule
-    return Direction("info")
+    """The ranking rule of `metric` from the catalogue ('info' for metrics it does not declare)."""
+    declared = catalogue.find(metric)
+    if declared is None:
+        return Direction("info")
+    return Direction(declared.direction, declared.target if declared.target is not None else 0.0)
 
 
 def label(metric: str) -> str:
-    return LABELS.get(metric, metric)
+    declared = catalogue.find(metric)
+    return declared.label if declared is not None and not declared.is_pattern else metric
+
+
+def partner(metric: str) -> str | None:
+    """The metric `metric` must be read (and marked best) together with, e.g. precision -> recall."""
+    declared = catalogue.find(metric)
+    return declared.partner if declared is not None else None
+
+
+def space(metric: str) -> str | None:
+    """Where `metric` is computed (a protocol's space, "counts", ...), or None when undeclared."""
+    declared = catalogue.find(metric)
+    return declared.space if declared is not None else None
 
 
 def metric_order(names: set[str] | list[str]) -> list[str]:
@@ -106,7 +86,8 @@ def metric_order(names: set[str] | list[str]) -> list[str]:
 RANKING_NOTE = (
     "Best per metric (★) among generators that are not controls (positive, shuffle, random). RF AUC: closest to "
     "0.5 is best (|AUC − 0.5|, an AUC below 0.5 is chance, not better than real); density and the memorisation "
-    "ratios: closest to 1; MMD, *_ks, *_trend, *_mad, times: lower; precision, recall, coverage, marker overlap, "
-    "TSTR, augmentation gains: higher. Scaled = (random − x) / (random − positive): 1 = as good as held-out real "
-    "cells, 0 = as bad as random; ⚠ marks a scaled score outside [0, 1]."
+    "ratios: closest to 1; MMD, W1, W2, RBF MMD², energy distance, *_ks, *_trend, *_mad, times: lower; "
+    "precision, recall, coverage, DE overlap and LFC ρ, gene corr, TSTR, augmentation gains: higher; *_reference "
+    "(held-out real cells through the same metric) not ranked. Scaled = (random − x) / (random − positive): 1 = as "
+    "good as held-out real cells, 0 = as bad as random; ⚠ marks a scaled score outside [0, 1]."
 )

@@ -1,0 +1,165 @@
+"""Scoring one job's stored sample under every protocol a suite names, and rescoring a stored sample.
+
+One sample per job: it is drawn once (conditional generators with the real test composition), stored, and each
+protocol scores it; record["scores"][protocol] = {description, settings, metrics, per_cluster, status, error}.
+Scores that do not depend on the protocol are computed once per sample: the biology-level block (DE recovery
+and gene-gene correlation, with their real-vs-real references) is recorded under every protocol, so each board
+shows it beside that protocol's distances; the extras (manifold, data properties, memorisation, TSTR,
+augmentation) are recorded once, under scgan-v1 when the suite runs it (else its first protocol), because they
+live in spaces of their own (see the catalogue) and showing them on two boards would count them twice.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anndata as ad
+
+from scldbench.data.prepare import PreparedData
+from scldbench.errors import ScldbenchError
+from scldbench.protocols import EXTRAS_PROTOCOL, Protocol, get_protocol
+from scldbench.suite import EvaluateSettings
+
+
+@dataclass
+class ScoringContext:
+    """The prepared data every job of a run is scored against, with a memo of what does not depend on the job
+    (HVGs and PCA fitted on real cells, real markers, real-vs-real references)."""
+
+    prepared: PreparedData
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+
+def extras_owner(protocols: Sequence[str]) -> str | None:
+    """The protocol the protocol-independent extras are recorded under."""
+    if not protocols:
+        return None
+    return EXTRAS_PROTOCOL if EXTRAS_PROTOCOL in protocols else protocols[0]
+
+
+def test_composition(prepared: PreparedData) -> dict[str, int]:
+    """Cluster -> number of real test cells: the labels a conditional generator is sampled with."""
+    counts = prepared.test.obs[prepared.labels_key].astype(str).value_counts()
+    return {str(k): int(v) for k, v in counts.items() if v > 0}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, ScldbenchError) else f"{type(exc).__name__}: {text}"
+
+
+def score_protocol(
+    protocol: Protocol,
+    context: ScoringContext,
+    samples: ad.AnnData,
+    settings: EvaluateSettings,
+    seed: int,
+    *,
+    shared: dict[str, Any],
+    with_extras: bool,
+) -> dict[str, Any]:
+    """One protocol's entry of record["scores"]; a failure is recorded in it, never raised."""
+    from scldbench.evaluation import biology_scores, extra_scores
+
+    entry: dict[str, Any] = {
+        "description": protocol.description, "settings": protocol.record_settings(settings), "metrics": {},
+        "per_cluster": {}, "status": "running", "error": None,
+    }
+    try:
+        metrics, per_cluster = protocol.score(context, samples, seed=seed, settings=settings)
+        entry["metrics"], entry["per_cluster"] = metrics, per_cluster
+        if "biology" not in shared:
+            shared["biology"] = biology_scores(context, samples, settings)
+        bio_metrics, bio_clusters = shared["biology"]
+        metrics.update(bio_metrics)
+        for cluster, values in bio_clusters.items():
+            per_cluster.setdefault(cluster, {}).update(values)
+        if with_extras and settings.extra_metrics:
+            if "extras" not in shared:
+                shared["extras"] = extra_scores(context.prepared, samples, seed)
+            metrics.update(shared["extras"])
+        entry["status"] = "ok"
+    except Exception as exc:  # one failing protocol must not stop the others
+        entry["status"] = "failed"
+        entry["error"] = _one_line(exc)
+        entry["traceback"] = traceback.format_exc()
+    return entry
+
+
+def score_sample(
+    context: ScoringContext,
+    samples: ad.AnnData,
+    protocols: Sequence[str],
+    settings: EvaluateSettings,
+    seed: int,
+    *,
+    extras_under: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """record["scores"] entries for `protocols` (names), all from the one `samples` AnnData.
+
+    The extras go under `extras_under` (default: `extras_owner(protocols)`); pass a name outside `protocols`
+    to leave them out (a rescore whose record already holds them).
+    """
+    owner = extras_owner(list(protocols)) if extras_under is None else extras_under
+    shared: dict[str, Any] = {}
+    return {
+        name: score_protocol(get_protocol(name), context, samples, settings, seed, shared=shared,
+                             with_extras=name == owner)
+        for name in protocols
+    }
+
+
+def scores_failed(scores: dict[str, dict[str, Any]]) -> str | None:
+    """'protocol <name>: <error>' for the first failed protocol entry, or None."""
+    for name, entry in scores.items():
+        if entry.get("status") != "ok":
+            return f"protocol {name}: {entry.get('error')}"
+    return None
+
+
+def missing_protocols(record: dict[str, Any], protocols: Sequence[str], settings: EvaluateSettings) -> list[str]:
+    """The suite protocols a stored record lacks, failed, or scored under other settings."""
+    scores = record.get("scores") or {}
+    missing = []
+    for name in protocols:
+        entry = scores.get(name)
+        wanted = get_protocol(name).record_settings(settings)
+        if entry is None or entry.get("status") != "ok" or entry.get("settings") != wanted:
+            missing.append(name)
+    return missing
+
+
+def rescore(
+    record: dict[str, Any],
+    context: ScoringContext,
+    samples: ad.AnnData,
+    protocols: Sequence[str],
+    settings: EvaluateSettings,
+) -> dict[str, Any]:
+    """A copy of `record` with every protocol of `protocols` it lacks scored from its stored `samples`.
+
+    Nothing is refitted or resampled. The extras are computed only when the record holds them nowhere yet.
+    """
+    todo = missing_protocols(record, protocols, settings)
+    scores = dict(record.get("scores") or {})
+    if not todo:
+        return record
+    owner = extras_owner(list(protocols))
+    fresh = score_sample(context, samples, todo, settings, int(record.get("seed", 0)), extras_under=owner)
+    # augmentation refits the generator, so a rescore keeps the values it found in the old entry
+    kept = {k: v for k, v in (scores.get(owner) or {}).get("metrics", {}).items() if k.startswith("augment_")}
+    if owner in fresh and kept:
+        fresh[owner]["metrics"].update(kept)
+    scores.update(fresh)
+    out = dict(record) | {"scores": scores}
+    failed = scores_failed({k: scores[k] for k in protocols if k in scores})
+    out["status"], out["error"] = ("failed", failed) if failed else ("ok", None)
+    return out

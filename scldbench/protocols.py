@@ -61,6 +61,8 @@ class Protocol:
     score_sample: Callable[..., tuple[Scores, PerCluster]] = field(repr=False)
     #: the suite [evaluate] settings that change this protocol's numbers (recorded with them)
     scoring_keys: tuple[str, ...] = ("n_trees", "min_cluster_cells")
+    #: the catalogue space whose metrics this protocol computes (see scldbench.metrics.catalogue)
+    space: str = ""
 
     def evaluate(
         self,
@@ -294,6 +296,7 @@ PROTOCOLS: dict[str, Protocol] = {
             }),
             compare=_rf_mmd(_scgan_transform, "test"),
             score_sample=_score_rf_mmd,
+            space="scgan-v1",
         ),
         Protocol(
             name="logpca-v1",
@@ -309,6 +312,7 @@ PROTOCOLS: dict[str, Protocol] = {
             }),
             compare=_rf_mmd(_log_transform, "train"),
             score_sample=_score_rf_mmd,
+            space="scgan-v1",
         ),
         Protocol(
             name="hvg-pca30-v1",
@@ -328,6 +332,7 @@ PROTOCOLS: dict[str, Protocol] = {
             compare=_hvg_compare,
             score_sample=_score_hvg,
             scoring_keys=("min_cluster_cells",),
+            space="hvg-pca30",
         ),
     )
 }

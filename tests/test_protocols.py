@@ -292,3 +292,46 @@ def test_unconditional_samples_get_whole_data_values_only(pbmc_prepared):
     assert scores["status"] == "ok" and scores["per_cluster"] == {}
     assert {"w1", "w2", "mmd_rbf", "energy_distance", "gene_corr_all"} <= set(scores["metrics"])
     assert not any(k.startswith("cluster_") or k.startswith("de_") for k in scores["metrics"])
+
+
+# ---------------------------------------------------------------- catalogue and its page
+
+
+def test_every_metric_a_protocol_records_is_declared_in_the_catalogue(pbmc_prepared):
+    from scldbench.metrics import catalogue
+    from scldbench.scoring import ScoringContext, score_sample, test_composition
+    from scldbench.suite import EvaluateSettings
+
+    p = pbmc_prepared
+    composition = test_composition(p)
+    cells = registry.get_generator("positive")(seed=0).fit(p.holdout, p.labels_key)
+    sample = cells.sample(sum(composition.values()), labels=composition, seed=0)
+    scores = score_sample(ScoringContext(p), sample, ["scgan-v1", "hvg-pca30-v1"],
+                          EvaluateSettings(n_trees=10, min_cluster_cells=20, per_cluster=False), seed=0)
+    for name, entry in scores.items():
+        assert entry["status"] == "ok", entry["error"]
+        undeclared = [m for m in entry["metrics"] if catalogue.find(m) is None]
+        assert not undeclared, f"{name} records undeclared metrics {undeclared}"
+    # protocol-independent extras are recorded once, under scgan-v1
+    assert "precision" in scores["scgan-v1"]["metrics"] and "precision" not in scores["hvg-pca30-v1"]["metrics"]
+    # the biology block is recorded under both, the same numbers
+    assert scores["scgan-v1"]["metrics"]["de_overlap"] == scores["hvg-pca30-v1"]["metrics"]["de_overlap"]
+    # held-out real cells through the metric: the positive control is its own reference
+    hvg = scores["hvg-pca30-v1"]["metrics"]
+    assert hvg["de_overlap"] == pytest.approx(hvg["de_overlap_reference"], abs=0.15)
+
+
+def test_partners_are_declared_both_ways():
+    from scldbench.report.metrics_info import partner
+
+    assert partner("precision") == "recall" and partner("recall") == "precision"
+    assert partner("density") == "coverage" and partner("coverage") == "density"
+
+
+def test_the_protocols_page_is_current():
+    from pathlib import Path
+
+    from scldbench.protocols_page import render
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "protocols.md"
+    assert page.read_text() == render(), "regenerate: python -m scldbench.protocols_page > docs/protocols.md"

@@ -5,10 +5,11 @@ A `two_sample` metric of a protocol's space is computed by that protocol on ever
 compares (whole data and each cluster); one declared with `per_cluster` also gets a derived `cluster_<name>_mean`
 entry (the per-cluster values averaged, weighted by real test cells when `per_cluster="weighted"`).
 
-Spaces: "scgan-v1" (counts normalised to 20,000 per cell, no log), "logpca-v1" (log1p of counts normalised to
-1e4), "hvg-pca30" (PCA-30 of log1p CP10k over 2,000 highly variable genes), "log-pca50-train" (PCA-50 of
-log1p CP10k fitted on real training cells), "log1p-cp10k" (log1p of counts normalised to 1e4, all genes),
-"counts" (raw counts), "classifier" (a cell-type classifier's predictions on real test cells), "time".
+Spaces: "scgan-v1" (counts normalised to 20,000 per cell, no log; logpca-v1 computes the same metrics on log1p
+of counts normalised to 1e4), "hvg-pca30" (PCA-30 of log1p CP10k over 2,000 highly variable genes),
+"log-pca50-train" (PCA-50 of log1p CP10k fitted on real training cells), "log1p-cp10k" (log1p of counts
+normalised to 1e4, all genes), "counts" (raw counts), "classifier" (a cell-type classifier's predictions on
+real test cells), "time".
 """
 
 from __future__ import annotations
@@ -65,12 +66,9 @@ class Metric:
         return target
 
     def rule(self) -> str:
-        return {
-            "lower": "lower is better",
-            "higher": "higher is better",
-            "target": f"closest to {self.target:g} is best",
-            "info": "not ranked",
-        }[self.direction]
+        if self.direction == "target":
+            return f"closest to {self.target:g} is best"
+        return {"lower": "lower is better", "higher": "higher is better", "info": "not ranked"}[self.direction]
 
 
 _M = "scldbench.metrics"

@@ -191,7 +191,7 @@ def run_job(
         "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
         "generator": job.generator,
         "label": job.label, "params": job.params, "seed": job.seed,
-        "fingerprint": prepared.fingerprint, "evaluate": vars(settings), "status": "running", "error": None,
+        "fingerprint": prepared.fingerprint, "status": "running", "error": None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(), "device": describe_device(resolve_device(device)),
         "fit_seconds": None, "sample_seconds": None, "scores": {},

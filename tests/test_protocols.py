@@ -335,3 +335,36 @@ def test_the_protocols_page_is_current():
 
     page = Path(__file__).resolve().parents[1] / "docs" / "protocols.md"
     assert page.read_text() == render(), "regenerate: python -m scldbench.protocols_page > docs/protocols.md"
+
+
+# ---------------------------------------------------------------- suites name their protocols
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [("", ("scgan-v1", "hvg-pca30-v1")), ('protocol = "scgan-v1"', ("scgan-v1",)),
+     ('protocols = ["hvg-pca30-v1", "scgan-v1"]', ("hvg-pca30-v1", "scgan-v1"))],
+)
+def test_suite_protocols_key(line, want):
+    import tomllib
+
+    from scldbench.suite import parse_suite
+
+    suite = parse_suite(tomllib.loads(f'name = "x"\ndataset = "d"\n{line}'), "x.toml")
+    assert suite.protocols == want and suite.protocol == want[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [('protocols = ["scgan-v1", "hvg-pca30"]', "unknown protocol 'hvg-pca30' (did you mean"),
+     ('protocol = "scgan-v1"\nprotocols = ["scgan-v1"]', "not both"),
+     ("protocols = []", "non-empty list"), ('protocols = ["scgan-v1", "scgan-v1"]', "twice")],
+)
+def test_suite_protocols_key_errors(line, message):
+    import tomllib
+
+    from scldbench.errors import ScldbenchError
+    from scldbench.suite import parse_suite
+
+    with pytest.raises(ScldbenchError, match=message.replace("(", r"\(")):
+        parse_suite(tomllib.loads(f'name = "x"\ndataset = "d"\n{line}'), "x.toml")

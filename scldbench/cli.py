@@ -106,6 +106,7 @@ def _results(records: list[dict[str, Any]], info: dict[str, Any]) -> Table:
     title = (
         f"{info.get('suite')} on {info.get('dataset')} ({data.get('n_train')} train / {data.get('n_test')} test cells, "
         f"{data.get('n_genes')} genes, {data.get('n_clusters')} clusters), protocol {info.get('protocol')}"
+        + (f" (also scored: {', '.join(list(info['protocols'])[1:])})" if len(info.get("protocols") or {}) > 1 else "")
     )
     caption = f"note: {info['note']}" if info.get("note") else None
     return results_table([primary_view(r) for r in records], title, caption)
@@ -164,13 +165,13 @@ def list_suites_cmd() -> None:
     from scldbench.suite import builtin_suites, load_suite
 
     table = Table(title="suites")
-    for col in ("name", "dataset", "protocol", "seeds", "generators", "description"):
+    for col in ("name", "dataset", "protocols", "seeds", "generators", "description"):
         table.add_column(col)
     for name in sorted(builtin_suites()):
         s = load_suite(name)
         gens = ", ".join((["all registered"] if s.include_all else []) + [e.label for e in s.generators])
         dataset = s.dataset + (f" (or {s.fallback_dataset})" if s.fallback_dataset else "")
-        table.add_row(name, dataset, s.protocol, str(len(s.seeds)), gens, s.description)
+        table.add_row(name, dataset, ", ".join(s.protocols), str(len(s.seeds)), gens, s.description)
     console.print(table)
 
 

@@ -368,3 +368,21 @@ def test_suite_protocols_key_errors(line, message):
 
     with pytest.raises(ScldbenchError, match=message.replace("(", r"\(")):
         parse_suite(tomllib.loads(f'name = "x"\ndataset = "d"\n{line}'), "x.toml")
+
+
+def test_a_failing_protocol_is_recorded_and_the_others_still_score(pbmc_prepared, monkeypatch):
+    import scldbench.protocols as protocols
+    from scldbench.scoring import ScoringContext, score_sample, scores_failed
+    from scldbench.suite import EvaluateSettings
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no space")
+
+    monkeypatch.setattr(protocols, "fit_hvg_space", broken)
+    p = pbmc_prepared
+    cells = ad.AnnData(X=p.holdout.X.copy(), var=pd.DataFrame(index=p.holdout.var_names))
+    settings = EvaluateSettings(n_trees=10, per_cluster=False, extra_metrics=False)
+    scores = score_sample(ScoringContext(p), cells, ["scgan-v1", "hvg-pca30-v1"], settings, seed=0)
+    assert scores["scgan-v1"]["status"] == "ok" and "rf_auc" in scores["scgan-v1"]["metrics"]
+    assert scores["hvg-pca30-v1"]["status"] == "failed"
+    assert scores_failed(scores) == "protocol hvg-pca30-v1: RuntimeError: no space"

@@ -111,7 +111,7 @@ _DECLARED: tuple[Metric, ...] = (
     Metric("gene_corr_all", "gene corr (all)", "higher", "log1p-cp10k",
            f"{_M}.gene_correlation:correlation_agreement",
            "gene_corr computed once over all cells (every generator, conditional or not)"),
-    Metric("*_reference", "real-vs-real reference", "info", "log1p-cp10k", f"{_M}.de:de_agreement",
+    Metric("*_reference", "real-vs-real reference", "info", "log1p-cp10k", "scldbench.evaluation:biology_scores",
            "the metric of the same name without _reference, with held-out real cells (the positive control's) "
            "in place of generated ones: the best a generator can expect"),
     # manifold scores in the PCA-50 of log-normalised real training cells

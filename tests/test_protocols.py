@@ -386,3 +386,13 @@ def test_a_failing_protocol_is_recorded_and_the_others_still_score(pbmc_prepared
     assert scores["scgan-v1"]["status"] == "ok" and "rf_auc" in scores["scgan-v1"]["metrics"]
     assert scores["hvg-pca30-v1"]["status"] == "failed"
     assert scores_failed(scores) == "protocol hvg-pca30-v1: RuntimeError: no space"
+
+
+def test_every_declared_metric_names_a_function_that_exists():
+    from scldbench.metrics import catalogue
+
+    for metric in catalogue.METRICS:
+        assert callable(metric.compute()), metric.name
+    assert catalogue.find("cluster_w1_mean").per_cluster is None  # derived summaries are declared too
+    assert catalogue.find("cluster_w1_mean").direction == "lower"
+    assert catalogue.find("library_size_ks").space == "counts"

@@ -151,6 +151,8 @@ _DECLARED: tuple[Metric, ...] = (
     # downstream utility
     Metric("trtr_*", "TRTR", "info", "classifier", f"{_M}.utility:train_synthetic_test_real",
            "the same classifier trained on real training cells (the reference for TSTR)"),
+    Metric("tstr_macro_f1", "TSTR F1", "higher", "classifier", f"{_M}.utility:train_synthetic_test_real",
+           "macro-F1 on real test cells of a classifier trained on generated labelled cells"),
     Metric("tstr_*", "TSTR", "higher", "classifier", f"{_M}.utility:train_synthetic_test_real",
            "a classifier trained on generated labelled cells, tested on real test cells"),
     Metric("augment_recall_downsampled", "recall (cut)", "info", "classifier", f"{_M}.utility:augmentation_benefit",

@@ -12,6 +12,7 @@ from scldbench.report.metrics_info import PRIMARY_METRICS
 MISSING = "–"
 FLAG = "⚠"
 BEST = "★"
+TIED = "≈"
 
 
 def number(value: Any) -> str:
@@ -49,10 +50,6 @@ def scaled(score: ScaledScore | None) -> str:
     return f"{score.scaled:.2f}" + (f" {FLAG}" if score.outside else "")
 
 
-def is_best(board: Board, metric: str, row: Row) -> bool:
-    return row.label in board.best.get(metric, set())
-
-
 def seeds_text(row: Row) -> str:
     return ",".join(str(s) for s in row.seeds)
 
@@ -67,9 +64,18 @@ def columns(board: Board, metrics: list[str] | None) -> list[str]:
     return [m for m in metrics if m in board.metrics]
 
 
+def settings_text(settings: dict[str, Any]) -> str:
+    """'n_components=50, n_trees=200': the settings as the jobs recorded them."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "settings not recorded"
+
+
 def note_lines(board: Board) -> list[str]:
-    """Lines every rendering shows under a board's title: fallback-dataset notes and the runs behind it."""
+    """Lines every rendering shows under a board's title: fallback-dataset notes, the settings the jobs were
+    scored with, the prepared data's fingerprint and the runs behind it."""
     lines = [f"note: {note}" for note in board.notes]
+    lines.append(f"protocol settings used: {settings_text(board.settings)}")
+    if board.fingerprint:
+        lines.append(f"prepared data fingerprint: {board.fingerprint}")
     if board.runs:
         lines.append(f"runs: {', '.join(board.runs)}")
     return lines

@@ -91,10 +91,12 @@ def dataset_name(record: Record) -> str:
 
 
 def dedupe(records: Iterable[Record]) -> list[Record]:
-    """One record per job key (the same job found in two run folders counts once; a finished one wins)."""
-    chosen: dict[str, Record] = {}
+    """One record per job key, or per job key, protocol and settings for protocol views: the same job found in two
+    run folders counts once (a finished one wins), but one sample scored with other settings stays, apart."""
+    chosen: dict[tuple[str, str, str], Record] = {}
     for record in records:
-        key = record.get("key") or f"{record.get('_run')}/{record.get('job_id')}"
+        job = record.get("key") or f"{record.get('_run')}/{record.get('job_id')}"
+        key = (str(job), str(record.get("protocol")), settings_key(record.get("settings") or {}))
         previous = chosen.get(key)
         if previous is None or (previous.get("status") != "ok" and record.get("status") == "ok"):
             chosen[key] = record
@@ -133,25 +135,24 @@ COLUMNS = ("dataset", "fingerprint", "protocol", "settings", "generator", "label
 def results_frame(records: Sequence[Record]) -> pd.DataFrame:
     """The tidy table of `records` (see `load_results`)."""
     rows = []
-    for record in dedupe(records):
-        for view in protocol_views(record):
-            base = {
-                "dataset": dataset_name(view), "fingerprint": view.get("fingerprint"), "protocol": view["protocol"],
-                "settings": settings_key(view["settings"]), "generator": view.get("generator"),
-                "label": view.get("label"), "params": json.dumps(view.get("params") or {}, sort_keys=True,
-                                                                 default=str),
-                "seed": view.get("seed"), "status": view["status"], "error": view.get("error"),
-                "run": view.get("_run"), "job_id": view.get("job_id"),
-            }
-            values = dict(view["metrics"])
-            if view["status"] == "ok":
-                values |= {t: float(view[t]) for t in ("fit_seconds", "sample_seconds") if _numeric(view.get(t))}
-            if not values:
-                rows.append(base | {"metric": None, "value": math.nan, "cluster": None})
-            rows.extend(base | {"metric": name, "value": value, "cluster": None} for name, value in values.items())
-            for cluster, scores in view["per_cluster"].items():
-                rows.extend(base | {"metric": name, "value": float(value), "cluster": str(cluster)}
-                            for name, value in (scores or {}).items() if _numeric(value))
+    for view in dedupe(v for r in records for v in protocol_views(r)):
+        base = {
+            "dataset": dataset_name(view), "fingerprint": view.get("fingerprint"), "protocol": view["protocol"],
+            "settings": settings_key(view["settings"]), "generator": view.get("generator"),
+            "label": view.get("label"), "params": json.dumps(view.get("params") or {}, sort_keys=True,
+                                                             default=str),
+            "seed": view.get("seed"), "status": view["status"], "error": view.get("error"),
+            "run": view.get("_run"), "job_id": view.get("job_id"),
+        }
+        values = dict(view["metrics"])
+        if view["status"] == "ok":
+            values |= {t: float(view[t]) for t in ("fit_seconds", "sample_seconds") if _numeric(view.get(t))}
+        if not values:
+            rows.append(base | {"metric": None, "value": math.nan, "cluster": None})
+        rows.extend(base | {"metric": name, "value": value, "cluster": None} for name, value in values.items())
+        for cluster, scores in view["per_cluster"].items():
+            rows.extend(base | {"metric": name, "value": float(value), "cluster": str(cluster)}
+                        for name, value in (scores or {}).items() if _numeric(value))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["seed"] = frame["seed"].astype("Int64")
     frame["value"] = frame["value"].astype(float)

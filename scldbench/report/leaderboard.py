@@ -212,12 +212,11 @@ def group_views(records: Sequence[Record]) -> list[list[Record]]:
     scored by no protocol (it failed first) joins every group of its data, so that its failure stays visible."""
     groups: dict[tuple[str, str, str], list[Record]] = {}
     unscored = []
-    for record in dedupe(records):
-        for view in protocol_views(record):
-            if view["protocol"] is None:
-                unscored.append(view)
-            else:
-                groups.setdefault((_data_key(view), view["protocol"], settings_key(view["settings"])), []).append(view)
+    for view in dedupe(v for r in records for v in protocol_views(r)):
+        if view["protocol"] is None:
+            unscored.append(view)
+        else:
+            groups.setdefault((_data_key(view), view["protocol"], settings_key(view["settings"])), []).append(view)
     for view in unscored:
         targets = [key for key in groups if key[0] == _data_key(view)]
         for key in targets:

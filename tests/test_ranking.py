@@ -77,7 +77,8 @@ def test_the_cli_shows_separate_boards_and_never_the_typed_path(mixed_store: Pat
     result = runner.invoke(app, ["leaderboard", str(mixed_store), "-f", "md", "-o", str(out)])
     assert result.exit_code == 0, result.output
     text = out.read_text()
-    assert sum(line.startswith("### ") for line in text.splitlines()) == 5 and "lab-a" not in text and "lab-b" not in text
+    assert sum(line.startswith("### ") for line in text.splitlines()) == 5
+    assert "lab-a" not in text and "lab-b" not in text
     assert "### cells [cccccccc] · protocol scgan-v1" in text
     shown = runner.invoke(app, ["leaderboard", str(mixed_store)])
     assert shown.exit_code == 0, shown.output

@@ -30,11 +30,11 @@ def _text(cell: tables.Cell) -> Text:
 
 
 def rich_table(table: tables.TableData) -> Table:
-    caption = "\n".join(table.notes) or None
-    out = Table(title=table.title, caption=caption, caption_justify="left")
+    caption = Text("\n".join(table.notes), style="dim") if table.notes else None
+    out = Table(title=Text(table.title, style="italic"), caption=caption, caption_justify="left")
     for i, header in enumerate(table.headers):
-        out.add_column(header, justify="left" if i in table.text_columns else "right", overflow="fold",
-                       no_wrap=i == 0, max_width=None if i == 0 else 36)
+        out.add_column(Text(header, style="bold"), justify="left" if i in table.text_columns else "right",
+                       overflow="fold", no_wrap=i == 0, max_width=None if i == 0 else 36)
     for row in table.rows:
         out.add_row(*(_text(c) for c in row))
     return out
@@ -45,7 +45,7 @@ def print_boards(console: Console, boards: Sequence[Board], metrics: Sequence[st
     for board in boards:
         console.print(rich_table(tables.leaderboard_table(board, metrics)))
         for note in board.notes:
-            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+            console.print(Text("note: ", style="yellow") + Text(note), highlight=False)
     for summary in win_rates(boards):
         console.print(rich_table(tables.win_rate_table(summary)))
     if sort:

@@ -167,12 +167,15 @@ def guidance_table(records: Sequence[Record]) -> TableData | None:
     return table
 
 
+JOB_METRICS = 2  # the first ranked metrics of each protocol shown per job
+
+
 def jobs_table(records: Sequence[Record]) -> TableData:
-    """Every job with its status, timings, memory, each protocol's primary score and the error (failed jobs
+    """Every job with its status, timings, memory, each protocol's first ranked scores and the error (failed jobs
     included; a protocol whose scoring failed shows its error)."""
     views = {p: {id(r): v for r, v in _views_by_record(records, p)} for p in by_protocol(records)}
-    primary = {p: ranking.primary_metric({m for v in vs.values() for m in v["metrics"]}) for p, vs in views.items()}
-    scored = [(p, m) for p, m in primary.items() if m is not None]
+    scored = [(p, m) for p, vs in views.items()
+              for m in ranking.win_rate_metrics({m for v in vs.values() for m in v["metrics"]})[:JOB_METRICS]]
     headers = ["job", "generator", "seed", "status", "fit s", "sample s", "fit peak MB",
                *(f"{label(m)} ({p})" for p, m in scored), "error"]
     table = TableData("Jobs", headers, text_columns={0, 1, 3, len(headers) - 1})

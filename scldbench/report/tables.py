@@ -164,6 +164,7 @@ def guidance_table(records: Sequence[Record]) -> TableData | None:
         summary = mean_interval(values)
         table.rows.append([Cell(name), Cell(cluster), Cell(f"{w:g}"), Cell(fmt.interval(summary)),
                            Cell(str(summary.n))])
+    table.notes = ["on target: mean over seeds ± half-width of its 95% t-interval (no ± with one seed)"]
     return table
 
 

@@ -246,3 +246,28 @@ def test_load_results_is_a_tidy_table(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     back = pd.read_csv(out)
     assert len(back) == len(frame) and back.value.sum() == pytest.approx(frame.value.sum())
+
+
+def test_the_report_of_one_run_reads_every_protocol(tmp_path: Path) -> None:
+    clusters = {"T cells": {"rf_auc": 0.66}, "rare": {"skipped": "2 real test cells"}}
+    records = [job(label, s, auc + s / 100, 0.3, per_cluster=clusters, settings={"n_trees": 200},
+                   more={"hvg-pca30-v1": score({"rf_auc": auc + 0.1}, settings={"n_components": 30})
+                         if label != "splat" else score({}, status="failed", error="ValueError: no HVGs")})
+               for s in (0, 1) for label, auc in (("positive", 0.5), ("nb", 0.6), ("splat", 0.9))]
+    for record in records:
+        record |= {"dataset": "/home/me/cells.h5ad", "fingerprint": FILE_A}
+    run = write_run(tmp_path / "run", records, dataset="/home/me/cells.h5ad", fingerprint=FILE_A)
+    result = runner.invoke(app, ["report", str(run), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    text = (run / "report.md").read_text()
+    assert "- **dataset**: cells [cccccccc]" in text and "/home/me" not in text
+    assert "- **protocol**: p1 (n_trees=200)" in text and "- **protocol**: hvg-pca30-v1 (n_components=30)" in text
+    assert "### cells [cccccccc] · protocol p1" in text and "### cells [cccccccc] · protocol hvg-pca30-v1" in text
+    assert "### Per-cluster RF AUC · protocol p1" in text and "not scored (too few real test cells): rare" in text
+    assert "| RF AUC (p1) | MMD (p1) | RF AUC (hvg-pca30-v1) | error |" in text
+    assert "hvg-pca30-v1: ValueError: no HVGs" in text
+    assert "| splat | 0 | 0,1 | 2 of 2 failed: ValueError: no HVGs |" in text
+    html = runner.invoke(app, ["report", str(run), "--format", "html", "--embedding", "none"])
+    assert html.exit_code == 0, html.output
+    page = (run / "report.html").read_text()
+    assert "Per-cluster RF AUC · protocol p1" in page and "/home/me" not in page.split("<dt>command</dt>")[0]

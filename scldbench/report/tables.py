@@ -11,7 +11,7 @@ from scldbench.report import formatting as fmt
 from scldbench.report import ranking
 from scldbench.report.leaderboard import Board, WinRates
 from scldbench.report.metrics_info import SCALED_METRICS, direction, label
-from scldbench.results import protocol_views
+from scldbench.results import dataset_name, protocol_views
 
 Record = dict[str, Any]
 INTERVAL_NOTE = ("n: finished jobs; every ± is the half-width of the 95% t-interval over seeds (no ± with one "
@@ -208,7 +208,7 @@ def run_header(info: Record, records: Sequence[Record]) -> list[tuple[str, str]]
     versions = info.get("versions") or next((r.get("versions") for r in records if r.get("versions")), {})
     pairs = [
         ("suite", str(info.get("suite", "–"))),
-        ("dataset", str(info.get("dataset", "–"))),
+        ("dataset", ", ".join(sorted({dataset_name(r) for r in records})) or "–"),
         *(("note", n) for n in notes),
         ("cells", f"{data.get('n_train', '–')} train / {data.get('n_test', '–')} test, {data.get('n_genes', '–')} "
                   f"genes, {data.get('n_clusters', '–')} clusters"),

@@ -76,6 +76,11 @@ def settings_key(settings: Record) -> str:
     return json.dumps(settings or {}, sort_keys=True, default=str)
 
 
+def settings_text(settings: Record) -> str:
+    """'n_components=50, n_trees=200': settings as a reader sees them."""
+    return ", ".join(f"{k}={v}" for k, v in sorted((settings or {}).items()))
+
+
 def dataset_name(record: Record) -> str:
     """A named dataset by its name; a file by its stem and a short data fingerprint, never by the path as typed."""
     from scldbench.data.datasets import DATASETS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from scldbench import results
 from scldbench.metrics.aggregate import ScaledScore, SeedSummary
 from scldbench.report.leaderboard import Board, Row
 from scldbench.report.metrics_info import PRIMARY_METRICS
@@ -66,7 +67,7 @@ def columns(board: Board, metrics: list[str] | None) -> list[str]:
 
 def settings_text(settings: dict[str, Any]) -> str:
     """'n_components=50, n_trees=200': the settings as the jobs recorded them."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "settings not recorded"
+    return results.settings_text(settings) or "settings not recorded"
 
 
 def note_lines(board: Board) -> list[str]:

@@ -28,7 +28,15 @@ from scldbench.report.metrics_info import (
     direction,
     metric_order,
 )
-from scldbench.results import SHORT_FINGERPRINT, dataset_name, dedupe, load_records, protocol_views, settings_key
+from scldbench.results import (
+    SHORT_FINGERPRINT,
+    dataset_name,
+    dedupe,
+    load_records,
+    protocol_views,
+    settings_key,
+    settings_text,
+)
 
 __all__ = ["Board", "Row", "build_boards", "leaderboard", "load_records"]
 
@@ -226,10 +234,6 @@ def group_views(records: Sequence[Record]) -> list[list[Record]]:
     return list(groups.values())
 
 
-def _settings_text(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
-
-
 def tell_apart(boards: Sequence[Board]) -> None:
     """Make titles unique: a dataset name shared by different prepared data gets its short fingerprint, and boards
     of one dataset and protocol with different settings name the settings that differ."""
@@ -248,7 +252,7 @@ def tell_apart(boards: Sequence[Board]) -> None:
         keys = {k for b in group for k in b.settings}
         differ = sorted(k for k in keys if len({json.dumps(b.settings.get(k), default=str) for b in group}) > 1)
         for board in group:
-            board.variant = _settings_text({k: board.settings.get(k) for k in differ})
+            board.variant = settings_text({k: board.settings.get(k) for k in differ})
 
 
 def build_boards(records: Sequence[Record], confidence: float = 0.95) -> list[Board]:

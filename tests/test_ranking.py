@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import scldbench
 from scldbench.cli import app
+from scldbench.protocols import PROTOCOLS
 from scldbench.report import ranking
 from scldbench.report.leaderboard import leaderboard, win_rates
 from scldbench.report.markdown import leaderboard_markdown
@@ -48,6 +49,8 @@ def mixed_store(tmp_path: Path) -> Path:
     write_run(store / "fileA", controls_and("nb", FILE_A, "/data/lab-a/cells.h5ad"), dataset="/data/lab-a/cells.h5ad")
     write_run(store / "fileB", controls_and("nb", FILE_B, "../lab-b/cells.h5ad"), dataset="../lab-b/cells.h5ad")
     rescored = controls_and("nb", SPLIT_11, "pbmc68k-mini", settings={"n_trees": 200, "n_components": 50})
+    for record in rescored:  # the protocol's own description names its default, 1,000 trees
+        record["scores"]["scgan-v1"]["description"] = PROTOCOLS["scgan-v1"].description
     write_run(store / "trees200", rescored, dataset="pbmc68k-mini")
     return store
 
@@ -70,6 +73,7 @@ def test_splits_files_and_settings_never_share_a_board(mixed_store: Path) -> Non
     assert two_hundred.settings == {"n_trees": 200, "n_components": 50}
     text = leaderboard_markdown([two_hundred])
     assert "protocol settings used: n_components=50, n_trees=200" in text and "n_trees=1000" not in text
+    assert "1,000" not in text and "scored with settings other than its defaults: n_trees=200 (default 1000)" in text
 
 
 def test_the_cli_shows_separate_boards_and_never_the_typed_path(mixed_store: Path, tmp_path: Path) -> None:

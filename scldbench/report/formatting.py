@@ -70,6 +70,26 @@ def settings_text(settings: dict[str, Any]) -> str:
     return results.settings_text(settings) or "settings not recorded"
 
 
+def default_differences(protocol: str, settings: dict[str, Any]) -> list[str]:
+    """'n_trees=200 (default 1000)' for each recorded setting that differs from the protocol's declared default."""
+    from scldbench.protocols import PROTOCOLS
+
+    declared = PROTOCOLS.get(protocol)
+    if declared is None:
+        return []
+    return [f"{k}={v} (default {getattr(declared, k)})" for k, v in sorted(settings.items())
+            if hasattr(declared, k) and not callable(getattr(declared, k)) and getattr(declared, k) != v]
+
+
+def protocol_line(board: Board) -> str:
+    """The protocol's declared description, unless the jobs were scored with other settings than it declares: then
+    the settings that differ, so that a board never states a setting its jobs did not use."""
+    differ = default_differences(board.protocol, board.settings)
+    if differ:
+        return f"Protocol {board.protocol}, scored with settings other than its defaults: {', '.join(differ)}."
+    return f"Protocol {board.protocol}: {board.protocol_description}" if board.protocol_description else ""
+
+
 def note_lines(board: Board) -> list[str]:
     """Lines every rendering shows under a board's title: fallback-dataset notes, the settings the jobs were
     scored with, the prepared data's fingerprint and the runs behind it."""

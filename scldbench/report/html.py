@@ -80,9 +80,8 @@ def figure_html(png: bytes | None, caption: str, alt: str) -> str:
 def board_html(board: Board, metrics: Sequence[str] | None = None, level: int = 3) -> str:
     parts = [table_html(tables.leaderboard_table(board, metrics), "leaderboard", level=level)]
     parts += [f'<div class="note">note: {escape(n)}</div>' for n in board.notes]
-    if board.protocol_description:
-        parts.append(f'<p class="rules">Protocol {escape(board.protocol)} (as declared; the settings used are stated '
-                     f'under the table): {escape(board.protocol_description)}</p>')
+    if fmt.protocol_line(board):
+        parts.append(f'<p class="rules">{escape(fmt.protocol_line(board))}</p>')
     parts.append(table_html(tables.all_metrics_table(board), "all-metrics", level=4))
     return "\n".join(parts)
 

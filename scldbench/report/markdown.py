@@ -40,9 +40,8 @@ def table_markdown(table: tables.TableData, level: int = 3) -> str:
 
 def board_markdown(board: Board, metrics: Sequence[str] | None = None, full: bool = True) -> str:
     parts = [table_markdown(tables.leaderboard_table(board, metrics))]
-    if board.protocol_description:
-        parts.append(f"Protocol {board.protocol} (as declared; the settings used are stated under the table): "
-                     f"{_escape(board.protocol_description)}\n")
+    if fmt.protocol_line(board):
+        parts.append(_escape(fmt.protocol_line(board)) + "\n")
     if full:
         parts.append(table_markdown(tables.all_metrics_table(board), level=4))
     return "\n".join(parts)

@@ -189,6 +189,8 @@ def jobs_table(records: Sequence[Record]) -> TableData:
         for protocol, metric in scored:
             view = views[protocol].get(id(r))
             cells.append(Cell(fmt.number(view["metrics"].get(metric) if view else None)))
+        for protocol, found in views.items():
+            view = found.get(id(r))
             if not failed and view is not None and view["status"] != "ok":
                 errors.append(f"{protocol}: {view.get('error') or view['status']}")
         text = "; ".join(e for e in errors if e)

@@ -15,8 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from scldbench.errors import ScldbenchError
-from scldbench.records import primary_view
 from scldbench.report.table import results_table
+from scldbench.results import protocol_views
 
 app = typer.Typer(
     help="Benchmark generators of single-cell RNA-seq data (SCLD and baselines) under a pinned protocol.",
@@ -109,7 +109,7 @@ def _results(records: list[dict[str, Any]], info: dict[str, Any]) -> Table:
         + (f" (also scored: {', '.join(list(info['protocols'])[1:])})" if len(info.get("protocols") or {}) > 1 else "")
     )
     caption = f"note: {info['note']}" if info.get("note") else None
-    return results_table([primary_view(r) for r in records], title, caption)
+    return results_table([protocol_views(r)[0] for r in records], title, caption)
 
 
 list_app = typer.Typer(help="List generators, datasets or suites.", no_args_is_help=True)

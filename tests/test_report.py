@@ -17,7 +17,9 @@ from scldbench.errors import ScldbenchError
 from scldbench.report import formatting as fmt
 from scldbench.report.leaderboard import leaderboard, load_records
 from scldbench.report.markdown import leaderboard_markdown
+from scldbench.results import protocol_views
 from scldbench.store import RunStore
+from tests.record_factory import job as record
 
 runner = CliRunner()
 
@@ -45,17 +47,6 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def record(label: str, seed: int, rf_auc: float | None, mmd: float | None, *, generator: str | None = None,
-           status: str = "ok", error: str | None = None, **metrics: float) -> dict:
-    values = {k: v for k, v in {"rf_auc": rf_auc, "mmd": mmd, **metrics}.items() if v is not None}
-    return {
-        "job_id": f"{label}-seed{seed}", "key": f"{label}-{seed}", "label": label, "generator": generator or label,
-        "seed": seed, "status": status, "error": error, "dataset": "toy", "dataset_note": None, "protocol": "p1",
-        "protocol_description": "toy protocol", "params": {}, "metrics": values if status == "ok" else {},
-        "fit_seconds": 1.0 + seed, "sample_seconds": 0.1, "per_cluster": {},
-    }
-
-
 def toy_records() -> list[dict]:
     return [
         record("positive", 0, 0.50, 0.10), record("positive", 1, 0.52, 0.12),
@@ -75,17 +66,13 @@ def independent_interval(values: list[float]) -> tuple[float, float, float]:
 
 
 def test_leaderboard_numbers_match_an_independent_computation(run_dir: Path) -> None:
-    records = RunStore(run_dir).records()
-    # one board per protocol the suite scored with, each with its own description
-    board, hvg_board = leaderboard(load_records(run_dir.parent))
-    assert hvg_board.protocol == "hvg-pca30-v1" and "highly variable" in hvg_board.protocol_description
-    assert {"w1", "w2", "mmd_rbf", "energy_distance"} <= set(hvg_board.metrics)
+    views = [v for r in RunStore(run_dir).records() for v in protocol_views(r) if v["protocol"] == "scgan-v1"]
+    board = next(b for b in leaderboard(load_records(run_dir.parent)) if b.protocol == "scgan-v1")
     assert {r.label for r in board.rows} == {"positive", "shuffle", "random"}
     for row in board.rows:
         for metric in ("rf_auc", "mmd", "fit_seconds"):
-            metrics = {r["job_id"]: r["scores"]["scgan-v1"]["metrics"] for r in records}
-            values = [metrics[r["job_id"]][metric] if metric in metrics[r["job_id"]] else r[metric]
-                      for r in records if r["label"] == row.label]
+            values = [v["metrics"][metric] if metric in v["metrics"] else v[metric]
+                      for v in views if v["label"] == row.label]
             mean, low, high = independent_interval(values)
             got = row.summaries[metric]
             assert got.n == 2
@@ -97,19 +84,21 @@ def test_leaderboard_numbers_match_an_independent_computation(run_dir: Path) -> 
     shuffle = board.row("shuffle").scaled["rf_auc"]
     neg, pos = board.row("random").mean("rf_auc"), board.row("positive").mean("rf_auc")
     assert shuffle.scaled == pytest.approx((neg - board.row("shuffle").mean("rf_auc")) / (neg - pos))
-    assert board.best == {}  # only controls: nothing is marked best
-    assert board.dataset == "pbmc68k-mini" and board.protocol == "scgan-v1"
+    assert board.marks == {}  # only controls: nothing is marked best
+    assert all(row.win_rate is None for row in board.rows)  # controls are not ranked
+    assert board.dataset == "pbmc68k-mini" and board.settings["n_trees"] == 50
 
 
 def test_best_marks_scaling_flag_and_failed_jobs() -> None:
     (board,) = leaderboard(toy_records())
-    # RF AUC: closest to 0.5 wins, so 0.45 (|−0.05|) beats 0.61 (|0.11|); MMD lower; precision higher;
-    # *_ks lower; controls are never best
-    assert board.best["rf_auc"] == {"better-than-real"}
-    assert board.best["mmd"] == {"better-than-real"}
-    assert board.best["precision"] == {"better-than-real"}
-    assert board.best["library_size_ks"] == {"good"}
-    assert board.best["fit_seconds"] == {"better-than-real"}
+    # RF AUC: closest to 0.5 has the best mean, so 0.45 (|−0.05|) leads 0.61 (|0.11|); but it has one seed (no
+    # interval) and good's interval reaches 0.5: not distinguishable, both marked tied, nobody starred. MMD
+    # lower; *_ks lower (good's interval overlaps 0.3); controls are never marked
+    assert board.best == {}
+    assert board.tied["rf_auc"] == {"better-than-real", "good"}
+    assert "better-than-real" in board.tied["mmd"]
+    assert board.tied["library_size_ks"] >= {"good"}
+    assert not any(label in {"positive", "random"} for marked in board.tied.values() for label in marked)
     good = board.row("good")
     assert good.mean("rf_auc") == pytest.approx(0.61)
     scaled = good.scaled["rf_auc"]
@@ -154,12 +143,12 @@ def test_note_runs_and_params_variants() -> None:
 def test_markdown_holds_the_table() -> None:
     text = leaderboard_markdown(leaderboard(toy_records()), sort="mmd")
     lines = text.splitlines()
-    header = next(line for line in lines if line.startswith("| generator"))
+    header = next(line for line in lines if line.startswith("| generator | n |"))
     assert "RF AUC" in header and "RF AUC scaled" in header and "MMD scaled" in header
-    good = next(line for line in lines if line.startswith("| good |"))
+    good = next(line for line in lines if line.startswith("| good | 2 |"))
     assert "0.610 ± " in good
-    best = next(line for line in lines if line.startswith("| better-than-real |"))
-    assert "**0.450** ★" in best and fmt.FLAG in best
+    best = next(line for line in lines if line.startswith("| better-than-real | 1 |"))
+    assert "0.450 ≈" in best and fmt.FLAG in best
     assert "| broken | 1 | 0,1 | 1 of 2 failed: RuntimeError: diverged |" in text
     assert "closest to 0.5 is best" in text and "sorted by `mmd`" in text
 
@@ -189,7 +178,7 @@ def test_leaderboard_command(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "lb.md"
     result = runner.invoke(app, ["leaderboard", str(store), "-f", "md", "-o", str(out), "--metrics", "mmd"])
     assert result.exit_code == 0 and out.is_file()
-    assert "| generator | n | seeds | status | MMD | MMD scaled |" in out.read_text()
+    assert "| generator | n | seeds | status | win rate | MMD | MMD scaled |" in out.read_text()
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from scldbench.errors import ScldbenchError, suggest
-from scldbench.records import primary_view
-from scldbench.report.leaderboard import Board, leaderboard, load_records
+from scldbench.report.leaderboard import Board, leaderboard
+from scldbench.results import load_records, results_frame
 from scldbench.store import RunStore
 
 FORMATS = ("rich", "md", "html")
+#: the leaderboard also writes the tidy table of every score (`scldbench.load_results`) as CSV
+LEADERBOARD_FORMATS = (*FORMATS, "csv")
 EMBEDDINGS = ("umap", "pca", "none")
 Record = dict[str, Any]
 
@@ -60,11 +62,12 @@ def load_run(run_dir: Path) -> tuple[RunStore, Record, list[Record]]:
         raise ScldbenchError(f"{run_dir} does not exist; give a run folder made by `scldbench run ... --out DIR`")
     store = RunStore(run_dir)
     info = store.read_run()
-    records = [primary_view(r) | {"_run": run_dir.name} for r in store.records()]
+    records = [r | {"_run": run_dir.name} for r in store.records()]
     if not records:
         raise ScldbenchError(f"{run_dir} holds no job records yet; wait for `scldbench run` to finish a job")
     for record in records:
         record.setdefault("dataset", info.get("dataset"))
+        record.setdefault("fingerprint", info.get("fingerprint"))
         if not record.get("dataset_note") and info.get("note"):
             record["dataset_note"] = info["note"]
     return store, info, records
@@ -72,9 +75,11 @@ def load_run(run_dir: Path) -> tuple[RunStore, Record, list[Record]]:
 
 def run_figures(store: RunStore, records: Sequence[Record], embedding: str = "umap") -> dict[str, bytes | None]:
     from scldbench.report import plots
+    from scldbench.report.tables import by_protocol
 
+    first = next(iter(by_protocol(records).values()), [])
     figures = {
-        "cluster_heatmap": plots.cluster_heatmap(records),
+        "cluster_heatmap": plots.cluster_heatmap(first),
         "guidance_sweep": plots.guidance_sweep(records),
         "training_times": plots.training_times(records),
         "embeddings": None,
@@ -119,6 +124,11 @@ def store_boards(store: Path, sort: str | None, metrics: Sequence[str] | None) -
     boards = leaderboard(load_records(store), sort)
     check_metrics(metrics, boards)
     return boards
+
+
+def results_csv(store: Path) -> str:
+    """The tidy table of every score under `store` (`scldbench.load_results`) as CSV text."""
+    return results_frame(load_records(store)).to_csv(index=False)
 
 
 def write(path: Path, text: str) -> Path:

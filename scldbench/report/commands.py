@@ -12,6 +12,8 @@ from rich.console import Console
 from scldbench.report import build
 
 FORMAT_HELP = "rich (print to the terminal), md (Markdown file) or html (one self-contained HTML file)."
+LEADERBOARD_FORMAT_HELP = (f"{FORMAT_HELP[:-1]}, or csv (every score of every job as one tidy table, the same as "
+                           "scldbench.load_results).")
 METRICS_HELP = "Comma-separated metric columns for the main table, or 'all' (default: the primary metrics)."
 
 
@@ -49,13 +51,19 @@ def register(app: typer.Typer, friendly: Callable[..., Any], console: Console) -
     @friendly
     def leaderboard_cmd(
         store: Path = typer.Argument(Path("runs"), help="A folder of runs (every run folder below it counts)."),
-        sort: str = typer.Option(None, "--sort", help="Sort rows by this metric, best first (or 'label')."),
-        form: str = typer.Option("rich", "--format", "-f", help=FORMAT_HELP),
-        output: Path = typer.Option(None, "--output", "-o", help="File to write (default STORE/leaderboard.md|html)."),
+        sort: str = typer.Option(None, "--sort", help="Sort rows by this metric, best first, or by 'win_rate' or "
+                                 "'label' (default: the board's primary metric)."),
+        form: str = typer.Option("rich", "--format", "-f", help=LEADERBOARD_FORMAT_HELP),
+        output: Path = typer.Option(None, "--output", "-o",
+                                    help="File to write (default STORE/leaderboard.md|html, STORE/results.csv)."),
         metrics: str = typer.Option(None, "--metrics", help=METRICS_HELP),
     ) -> None:
-        """One table per dataset and protocol across all runs in STORE: mean ± 95% interval, best marked."""
-        build.check_choice(form, build.FORMATS, "--format")
+        """One table per prepared dataset, protocol and settings across all runs in STORE, and a summary of win
+        rates: mean ± half-width of the 95% t-interval over seeds, best marked only beyond its interval."""
+        build.check_choice(form, build.LEADERBOARD_FORMATS, "--format")
+        if form == "csv":
+            typer.echo(str(build.write(output or store / "results.csv", build.results_csv(store))))
+            return
         chosen = build.parse_metrics(metrics)
         boards = build.store_boards(store, sort, chosen)
         chosen = build.with_sort_column(chosen, sort)

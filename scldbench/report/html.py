@@ -9,7 +9,7 @@ from typing import Any
 
 from scldbench.report import formatting as fmt
 from scldbench.report import tables
-from scldbench.report.leaderboard import Board
+from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
 
 Record = dict[str, Any]
@@ -31,6 +31,7 @@ th { background: #f3f5f9; text-align: left; white-space: normal; min-width: 2.5r
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 span.pm { display: block; font-size: .75em; color: #6b7280; font-weight: 400; }
 td.best { font-weight: 700; background: #e3f5e6; }
+td.tied { background: #f1f8f2; }
 td.warn { background: #fde2e1; color: #9b1c1c; }
 td.error { color: #b42318; white-space: normal; max-width: 40rem; }
 tr.control td:first-child { color: #6b7280; font-style: italic; }
@@ -42,9 +43,10 @@ figcaption { font-size: .85rem; color: #4a5568; }
 
 def _cell_html(cell: tables.Cell, text_column: bool) -> str:
     classes = [] if text_column else ["num"]
-    classes += [name for name, on in (("best", cell.best), ("warn", cell.warn), ("error", cell.error)) if on]
+    classes += [name for name, on in (("best", cell.best), ("tied", cell.tied), ("warn", cell.warn),
+                                      ("error", cell.error)) if on]
     mean, sep, half = cell.text.partition(" ± ")
-    text = escape(mean) + (f" {fmt.BEST}" if cell.best else "")
+    text = escape(mean) + (f" {fmt.BEST}" if cell.best else f" {fmt.TIED}" if cell.tied else "")
     if sep and not text_column:
         text += f'<span class="pm">± {escape(half)}</span>'
     elif sep:
@@ -78,8 +80,8 @@ def figure_html(png: bytes | None, caption: str, alt: str) -> str:
 def board_html(board: Board, metrics: Sequence[str] | None = None, level: int = 3) -> str:
     parts = [table_html(tables.leaderboard_table(board, metrics), "leaderboard", level=level)]
     parts += [f'<div class="note">note: {escape(n)}</div>' for n in board.notes]
-    if board.protocol_description:
-        parts.append(f'<p class="rules">Protocol {escape(board.protocol)}: {escape(board.protocol_description)}</p>')
+    if fmt.protocol_line(board):
+        parts.append(f'<p class="rules">{escape(fmt.protocol_line(board))}</p>')
     parts.append(table_html(tables.all_metrics_table(board), "all-metrics", level=4))
     return "\n".join(parts)
 
@@ -107,6 +109,7 @@ def leaderboard_html(boards: Sequence[Board], figures: dict[str, bytes | None] |
     parts = ["<h1>scldbench leaderboard</h1>", f'<p class="rules">{escape(RANKING_NOTE)}</p>']
     if sort:
         parts.append(f'<p class="rules">Rows sorted by <code>{escape(sort)}</code>, best first.</p>')
+    parts += [table_html(tables.win_rate_table(s), "win-rates", level=2) for s in win_rates(boards)]
     for board in boards:
         parts.append(board_html(board, metrics, level=2))
         parts.append(figure_html(figures.get(board.title), "Training and sampling time per generator (log scale).",
@@ -121,22 +124,22 @@ def run_html(info: Record, records: Sequence[Record], boards: Sequence[Board], f
              header_html(tables.run_header(info, records)), "<h2>Leaderboard</h2>",
              f'<p class="rules">{escape(RANKING_NOTE)}</p>']
     parts += [board_html(b, metrics) for b in boards]
+    cluster_tables = tables.per_cluster_tables(records)
     sections = [
-        ("cluster_heatmap", "Per-cluster scores", tables.per_cluster_table(records),
+        ("cluster_heatmap", "Per-cluster scores", cluster_tables,
          "Per-cluster RF AUC (paper Table 5): cells generated for a cluster against real test cells of it."),
-        ("guidance_sweep", "Guidance sweep", tables.guidance_table(records),
+        ("guidance_sweep", "Guidance sweep", [t for t in [tables.guidance_table(records)] if t is not None],
          "Fraction of cells generated for a cluster that a classifier trained on real cells puts in it, per w."),
-        ("embeddings", "Real vs generated cells", None,
+        ("embeddings", "Real vs generated cells", [],
          "Each panel embeds the real test cells with one generator's cells (first seed)."),
-        ("training_times", "Training time", None,
+        ("training_times", "Training time", [],
          "Fit and sample seconds per generator, mean over seeds, min–max whiskers (paper Figure 4)."),
     ]
-    for key, heading, table, caption in sections:
+    for key, heading, found, caption in sections:
         figure = figure_html(figures.get(key), caption, heading)
-        if figure or table is not None:
+        if figure or found:
             parts.append(f'<h2 id="{key}">{escape(heading)}</h2>')
             parts.append(figure)
-            if table is not None:
-                parts.append(table_html(table))
+            parts.extend(table_html(table) for table in found)
     parts.append(table_html(tables.jobs_table(records), "jobs", level=2))
     return page(f"scldbench report: {info.get('suite', 'run')}", "\n".join(parts))

@@ -1,22 +1,24 @@
-"""The leaderboard: records of one or many runs -> one board per (dataset, protocol), one row per generator label.
+"""The leaderboard: records of one or many runs -> one board per comparable group, one row per generator label.
 
-Each metric cell is the mean over the row's finished jobs (seeds) with its 95% t-interval
-(`aggregate.mean_interval`); RF AUC and MMD also get a score scaled between the `random` and `positive`
-controls (`aggregate.scale_scores`, applied to the means). Failed jobs stay in their row.
+A board holds the jobs that share the prepared data (its fingerprint: data, labels, split, preparation settings),
+the protocol and the protocol's settings; jobs that differ in any of these never share a board. Each metric cell
+is the mean over the row's finished jobs (seeds) with its 95% t-interval (`aggregate.mean_interval`); RF AUC and
+MMD also get a score scaled between the `random` and `positive` controls (`aggregate.scale_scores`, applied to the
+means), flagged when the controls do not bracket it. Rows carry their mean win rate (`ranking`). Failed jobs stay
+in their row.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.metrics.aggregate import ScaledScore, SeedSummary, mean_interval, scale_scores
-from scldbench.records import protocol_views
+from scldbench.report import ranking
 from scldbench.report.metrics_info import (
     CONTROLS,
     NEGATIVE_CONTROL,
@@ -26,7 +28,17 @@ from scldbench.report.metrics_info import (
     direction,
     metric_order,
 )
-from scldbench.store import find_runs
+from scldbench.results import (
+    SHORT_FINGERPRINT,
+    dataset_name,
+    dedupe,
+    load_records,
+    protocol_views,
+    settings_key,
+    settings_text,
+)
+
+__all__ = ["Board", "Row", "build_boards", "leaderboard", "load_records"]
 
 Record = dict[str, Any]
 
@@ -40,6 +52,8 @@ class Row:
     jobs: list[Record]
     summaries: dict[str, SeedSummary] = field(default_factory=dict)
     scaled: dict[str, ScaledScore] = field(default_factory=dict)
+    #: mean win rate over seeds (None for controls, which are not ranked)
+    win_rate: SeedSummary | None = None
 
     @property
     def is_control(self) -> bool:
@@ -72,7 +86,7 @@ class Row:
 
 @dataclass
 class Board:
-    """One leaderboard table: every generator label run on one dataset under one protocol."""
+    """One leaderboard table: every generator label run on one prepared dataset under one protocol and settings."""
 
     dataset: str
     protocol: str
@@ -81,11 +95,37 @@ class Board:
     rows: list[Row]
     metrics: list[str]
     runs: list[str]
-    best: dict[str, set[str]] = field(default_factory=dict)
+    fingerprint: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: metric -> {label: ranking.BEST | ranking.TIED}
+    marks: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: what tells this board apart from another of the same dataset and protocol (their differing settings)
+    variant: str = ""
 
     @property
     def title(self) -> str:
-        return f"{self.dataset} · protocol {self.protocol}"
+        return f"{self.dataset} · protocol {self.protocol}" + (f" · {self.variant}" if self.variant else "")
+
+    @property
+    def primary(self) -> str | None:
+        return ranking.primary_metric(self.metrics)
+
+    @property
+    def best(self) -> dict[str, set[str]]:
+        """metric -> labels best beyond their interval (the starred cells)."""
+        return self._marked(ranking.BEST)
+
+    @property
+    def tied(self) -> dict[str, set[str]]:
+        """metric -> labels with the best mean or an interval overlapping it, where no star could be given."""
+        return self._marked(ranking.TIED)
+
+    def _marked(self, kind: str) -> dict[str, set[str]]:
+        out = {m: {label for label, k in found.items() if k == kind} for m, found in self.marks.items()}
+        return {m: labels for m, labels in out.items() if labels}
+
+    def mark(self, metric: str, label: str) -> str | None:
+        return self.marks.get(metric, {}).get(label)
 
     def row(self, label: str) -> Row:
         return next(r for r in self.rows if r.label == label)
@@ -95,12 +135,12 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def record_values(record: Record) -> dict[str, float]:
-    """The numeric metrics of a finished record plus its timings (None / non-numeric values left out)."""
-    values = {k: float(v) for k, v in (record.get("metrics") or {}).items() if _numeric(v)}
+def record_values(view: Record) -> dict[str, float]:
+    """The numeric metrics of a finished protocol view plus its job's timings."""
+    values = {k: float(v) for k, v in (view.get("metrics") or {}).items() if _numeric(v)}
     for name in TIMINGS:
-        if _numeric(record.get(name)):
-            values[name] = float(record[name])
+        if _numeric(view.get(name)):
+            values[name] = float(view[name])
     return values
 
 
@@ -115,23 +155,12 @@ def _params_key(record: Record) -> str:
     return json.dumps(record.get("params") or {}, sort_keys=True, default=str)
 
 
-def dedupe(records: Iterable[Record]) -> list[Record]:
-    """One record per job key (the same job found in two run folders counts once; a finished one wins)."""
-    chosen: dict[str, Record] = {}
-    for record in records:
-        key = record.get("key") or f"{record.get('_run')}/{record.get('job_id')}"
-        previous = chosen.get(key)
-        if previous is None or (previous.get("status") != "ok" and record.get("status") == "ok"):
-            chosen[key] = record
-    return list(chosen.values())
-
-
-def group_rows(records: Sequence[Record]) -> list[Row]:
+def group_rows(views: Sequence[Record]) -> list[Row]:
     """Rows by label, in first-seen order; a label run with different params in different runs is split and
     its rows named `label (run)` so that different settings are never averaged together."""
     by_label: dict[str, dict[str, list[Record]]] = {}
-    for record in records:
-        by_label.setdefault(record["label"], {}).setdefault(_params_key(record), []).append(record)
+    for view in views:
+        by_label.setdefault(view["label"], {}).setdefault(_params_key(view), []).append(view)
     rows = []
     for label, variants in by_label.items():
         for jobs in variants.values():
@@ -151,77 +180,93 @@ def _control_means(rows: Sequence[Row], generator: str) -> dict[str, float]:
 
 
 def scale_rows(rows: Sequence[Row]) -> None:
-    """Scaled RF AUC and MMD for every row, when both controls finished on this board."""
+    """Scaled RF AUC and MMD for every row, when both controls finished on this board; a scaled score outside
+    [0, 1] (the controls do not bracket the generator) keeps its `outside` flag."""
     negative, positive = _control_means(rows, NEGATIVE_CONTROL), _control_means(rows, POSITIVE_CONTROL)
     for row in rows:
         means = {m: row.mean(m) for m in SCALED_METRICS if m in row.summaries}
         row.scaled = scale_scores(means, negative, positive)
 
 
-def find_best(rows: Sequence[Row], metrics: Iterable[str]) -> dict[str, set[str]]:
-    """Per metric, the labels of the non-control rows with the best mean (ties share it)."""
-    best: dict[str, set[str]] = {}
-    for metric in metrics:
-        rule = direction(metric)
-        scored = [(rule.badness(r.mean(metric)), r.label) for r in rows if not r.is_control]
-        scored = [(b, name) for b, name in scored if math.isfinite(b)]
-        if scored:
-            top = min(b for b, _ in scored)
-            best[metric] = {name for b, name in scored if math.isclose(b, top, rel_tol=1e-12, abs_tol=1e-12)}
-    return best
-
-
-def build_board(records: Sequence[Record], confidence: float = 0.95) -> Board:
-    """One board from records that share a dataset and protocol."""
-    rows = group_rows(dedupe(records))
+def build_board(views: Sequence[Record], confidence: float = 0.95) -> Board:
+    """One board from protocol views that share the prepared data, the protocol and its settings."""
+    rows = group_rows(views)
     for row in rows:
         summarise_row(row, confidence)
     scale_rows(rows)
     metrics = metric_order({m for r in rows for m in r.summaries})
-    first = records[0]
-    notes = sorted({r["dataset_note"] for r in records if r.get("dataset_note")})
-    runs = sorted({str(r["_run"]) for r in records if r.get("_run")})
-    description = next((r["protocol_description"] for r in records if r.get("protocol_description")), "")
-    board = Board(str(first.get("dataset")), str(first.get("protocol")), description, notes, rows, metrics, runs)
-    board.best = find_best(rows, metrics)
+    rates = ranking.win_rate_summaries(rows, metrics, confidence)
+    for row in rows:
+        row.win_rate = rates.get(row.label)
+    first = views[0]
+    notes = sorted({r["dataset_note"] for r in views if r.get("dataset_note")})
+    runs = sorted({str(r["_run"]) for r in views if r.get("_run")})
+    scored = [v for v in views if v.get("protocol_description") or v.get("settings")]
+    description = next((v["protocol_description"] for v in scored if v.get("protocol_description")), "")
+    settings = next((v["settings"] for v in scored if v.get("settings")), {})
+    protocol = str(first.get("protocol")) if first.get("protocol") else "none (no job was scored)"
+    board = Board(dataset_name(first), protocol, description, notes, rows, metrics, runs,
+                  fingerprint=str(first.get("fingerprint") or ""), settings=dict(settings))
+    board.marks = ranking.mark_rows(rows, metrics)
     return board
 
 
+def _data_key(view: Record) -> str:
+    return str(view.get("fingerprint") or f"dataset:{view.get('dataset')}")
+
+
+def group_views(records: Sequence[Record]) -> list[list[Record]]:
+    """Protocol views of `records` grouped by (prepared data, protocol, settings), in first-seen order. A job
+    scored by no protocol (it failed first) joins every group of its data, so that its failure stays visible."""
+    groups: dict[tuple[str, str, str], list[Record]] = {}
+    unscored = []
+    for view in dedupe(v for r in records for v in protocol_views(r)):
+        if view["protocol"] is None:
+            unscored.append(view)
+        else:
+            groups.setdefault((_data_key(view), view["protocol"], settings_key(view["settings"])), []).append(view)
+    for view in unscored:
+        targets = [key for key in groups if key[0] == _data_key(view)]
+        for key in targets:
+            groups[key].append(view | {"protocol": key[1]})
+        if not targets:
+            groups.setdefault((_data_key(view), "", "{}"), []).append(view)
+    return list(groups.values())
+
+
+def tell_apart(boards: Sequence[Board]) -> None:
+    """Make titles unique: a dataset name shared by different prepared data gets its short fingerprint, and boards
+    of one dataset and protocol with different settings name the settings that differ."""
+    fingerprints: dict[str, set[str]] = {}
+    for board in boards:
+        fingerprints.setdefault(board.dataset, set()).add(board.fingerprint)
+    for board in boards:
+        if len(fingerprints[board.dataset]) > 1 and not board.dataset.endswith("]"):
+            board.dataset = f"{board.dataset} [{board.fingerprint[:SHORT_FINGERPRINT]}]"
+    same: dict[str, list[Board]] = {}
+    for board in boards:
+        same.setdefault(board.title, []).append(board)
+    for group in same.values():
+        if len(group) < 2:
+            continue
+        keys = {k for b in group for k in b.settings}
+        differ = sorted(k for k in keys if len({json.dumps(b.settings.get(k), default=str) for b in group}) > 1)
+        for board in group:
+            board.variant = settings_text({k: board.settings.get(k) for k in differ})
+
+
 def build_boards(records: Sequence[Record], confidence: float = 0.95) -> list[Board]:
-    """One board per (dataset, protocol), in first-seen order."""
-    groups: dict[tuple[str, str], list[Record]] = {}
-    for record in (view for r in records for view in protocol_views(r)):
-        groups.setdefault((str(record.get("dataset")), str(record.get("protocol"))), []).append(record)
-    return [build_board(group, confidence) for group in groups.values()]
+    """One board per (prepared data, protocol, protocol settings), in first-seen order."""
+    boards = [build_board(views, confidence) for views in group_views(records)]
+    tell_apart(boards)
+    return boards
 
 
-def _with_run_info(record: Record, run: str, info: Record) -> Record:
-    out = dict(record)
-    out["_run"] = run
-    out.setdefault("dataset", info.get("dataset"))
-    if not out.get("dataset_note") and info.get("note"):
-        out["dataset_note"] = info["note"]
-    out.setdefault("protocol_description", info.get("protocol_description"))
-    return out
-
-
-def load_records(store: str | Path) -> list[Record]:
-    """Every job record of every run folder under `store` (a run folder itself counts), tagged with `_run`."""
-    store = Path(store)
-    runs = find_runs(store)
-    if not runs:
-        raise ScldbenchError(f"no runs under {store} (no run.json found); make one with `scldbench run SUITE --out "
-                             f"{store}/NAME` or give the folder that holds your runs")
-    records = []
-    for run in runs:
-        info = run.read_run()
-        name = str(run.root.relative_to(store)) if run.root != store else run.root.name
-        records.extend(_with_run_info(r, name, info) for r in run.records())
-    return records
+WIN_RATE = "win_rate"
 
 
 def sortable_metrics(boards: Sequence[Board]) -> list[str]:
-    return metric_order({m for b in boards for m in b.metrics} | {"label"})
+    return metric_order({m for b in boards for m in b.metrics} | {"label", WIN_RATE})
 
 
 def check_sort(metric: str | None, boards: Sequence[Board]) -> None:
@@ -237,11 +282,16 @@ def check_sort(metric: str | None, boards: Sequence[Board]) -> None:
 
 
 def sort_rows(board: Board, metric: str | None) -> None:
-    """Best first by `metric` (its ranking rule; 'info' metrics descending), missing values last; in place."""
+    """Best first by `metric` (its ranking rule; 'info' metrics descending), missing values last; in place.
+    None ranks by the board's primary metric; 'win_rate' by mean win rate (controls, not ranked, last)."""
+    metric = metric or board.primary
     if metric is None:
         return
     if metric == "label":
         board.rows.sort(key=lambda r: r.label)
+        return
+    if metric == WIN_RATE:
+        board.rows.sort(key=lambda r: -r.win_rate.mean if r.win_rate and math.isfinite(r.win_rate.mean) else 1.0)
         return
     rule = direction(metric)
 
@@ -254,9 +304,44 @@ def sort_rows(board: Board, metric: str | None) -> None:
 
 
 def leaderboard(records: Sequence[Record], sort: str | None = None, confidence: float = 0.95) -> list[Board]:
-    """Boards from `records`, rows sorted by `sort` (a metric name, 'label', or None for run order)."""
+    """Boards from `records` (job records as stored), rows sorted by `sort`: a metric name, 'win_rate', 'label',
+    or None for the board's primary metric."""
     boards = build_boards(records, confidence)
     check_sort(sort, boards)
     for board in boards:
         sort_rows(board, sort)
     return boards
+
+
+@dataclass
+class WinRates:
+    """The summary of win rates under one protocol: per board, and over its boards (datasets)."""
+
+    protocol: str
+    boards: list[Board]
+    #: contestant labels, best overall first (those not on every board after, by name)
+    labels: list[str]
+    #: label -> mean of its per-board mean win rates; only labels with a win rate on every board
+    overall: dict[str, float]
+
+    def rate(self, board: Board, label: str) -> SeedSummary | None:
+        row = next((r for r in board.rows if r.label == label), None)
+        return row.win_rate if row is not None else None
+
+
+def win_rates(boards: Sequence[Board]) -> list[WinRates]:
+    """One summary per protocol, over the boards of that protocol (one per dataset and settings)."""
+    by_protocol: dict[str, list[Board]] = {}
+    for board in boards:
+        by_protocol.setdefault(board.protocol, []).append(board)
+    out = []
+    for protocol, group in by_protocol.items():
+        labels = list(dict.fromkeys(r.label for b in group for r in b.rows if r.win_rate and r.win_rate.n))
+        overall = {}
+        for label in labels:
+            rates = [next((r.win_rate for r in b.rows if r.label == label), None) for b in group]
+            if all(rate is not None and rate.n for rate in rates):
+                overall[label] = float(sum(rate.mean for rate in rates) / len(rates))
+        labels.sort(key=lambda label: (label not in overall, -overall.get(label, 0.0), label))
+        out.append(WinRates(protocol, list(group), labels, overall))
+    return out

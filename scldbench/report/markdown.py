@@ -7,7 +7,7 @@ from typing import Any
 
 from scldbench.report import formatting as fmt
 from scldbench.report import tables
-from scldbench.report.leaderboard import Board
+from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
 
 Record = dict[str, Any]
@@ -21,6 +21,8 @@ def _cell(cell: tables.Cell) -> str:
     text = _escape(cell.text)
     if cell.best:
         return f"**{text}** {fmt.BEST}"
+    if cell.tied:
+        return f"{text} {fmt.TIED}"
     return text
 
 
@@ -38,8 +40,8 @@ def table_markdown(table: tables.TableData, level: int = 3) -> str:
 
 def board_markdown(board: Board, metrics: Sequence[str] | None = None, full: bool = True) -> str:
     parts = [table_markdown(tables.leaderboard_table(board, metrics))]
-    if board.protocol_description:
-        parts.append(f"Protocol {board.protocol}: {_escape(board.protocol_description)}\n")
+    if fmt.protocol_line(board):
+        parts.append(_escape(fmt.protocol_line(board)) + "\n")
     if full:
         parts.append(table_markdown(tables.all_metrics_table(board), level=4))
     return "\n".join(parts)
@@ -51,7 +53,8 @@ def leaderboard_markdown(boards: Sequence[Board], metrics: Sequence[str] | None 
     head = ["# scldbench leaderboard", "", RANKING_NOTE]
     if sort:
         head.append(f"Rows sorted by `{sort}`, best first.")
-    return "\n".join(head) + "\n\n" + "\n".join(board_markdown(b, metrics) for b in boards)
+    summaries = [table_markdown(tables.win_rate_table(s), level=2) for s in win_rates(boards)]
+    return "\n".join(head) + "\n\n" + "\n".join([*summaries, *(board_markdown(b, metrics) for b in boards)])
 
 
 def run_markdown(info: Record, records: Sequence[Record], boards: Sequence[Board],
@@ -62,7 +65,7 @@ def run_markdown(info: Record, records: Sequence[Record], boards: Sequence[Board
     lines += ["", RANKING_NOTE, ""]
     parts = ["\n".join(lines)]
     parts.extend(board_markdown(b, metrics) for b in boards)
-    for extra in (tables.per_cluster_table(records), tables.guidance_table(records)):
+    for extra in (*tables.per_cluster_tables(records), tables.guidance_table(records)):
         if extra is not None:
             parts.append(table_markdown(extra))
     parts.append(table_markdown(tables.jobs_table(records)))

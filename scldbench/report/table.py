@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.table import Table
 
+from scldbench.results import protocol_views
+
 
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
@@ -30,21 +32,27 @@ def _spread(values: list[float]) -> str:
     return f" ±{sd:.3f}"
 
 
-def group_records(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = {}
+SPREAD_NOTE = "± is the standard deviation over seeds (no ± with one seed)"
+
+
+def group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(label, protocol) -> that label's protocol views (see `scldbench.results.protocol_views`)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
-        groups.setdefault(record["label"], []).append(record)
+        for view in protocol_views(record):
+            groups.setdefault((record["label"], view["protocol"] or "–"), []).append(view)
     return groups
 
 
 def results_table(records: Sequence[dict[str, Any]], title: str, caption: str | None = None) -> Table:
-    """One row per generator (label): mean over seeds (± standard deviation) of each score."""
+    """One row per generator (label) and protocol: mean over seeds (± standard deviation) of each score."""
+    caption = "\n".join(c for c in (caption, SPREAD_NOTE) if c)
     table = Table(title=title, caption=caption, caption_justify="left")
-    for name, justify in [("generator", "left"), ("seeds", "right"), ("status", "left"), ("RF AUC", "right"),
-                          ("MMD", "right"), ("cluster AUC", "right"), ("fit s", "right"), ("sample s", "right"),
-                          ("fit +MB", "right")]:
+    for name, justify in [("generator", "left"), ("protocol", "left"), ("seeds", "right"), ("status", "left"),
+                          ("RF AUC", "right"), ("MMD", "right"), ("cluster AUC", "right"), ("fit s", "right"),
+                          ("sample s", "right"), ("fit +MB", "right")]:
         table.add_column(name, justify=justify)
-    for label, group in group_records(records).items():
+    for (label, protocol), group in group_records(records).items():
         ok = [r for r in group if r["status"] == "ok"]
         failed = [r for r in group if r["status"] != "ok"]
         status = "ok" if not failed else f"[red]{len(failed)} failed[/red]: {failed[0].get('error') or ''}"
@@ -54,8 +62,9 @@ def results_table(records: Sequence[dict[str, Any]], title: str, caption: str | 
             return _fmt(_mean(values)) + _spread(values)
 
         table.add_row(
-            label, str(len(group)), status, metric("rf_auc"), metric("mmd"), metric("cluster_rf_auc_mean"),
-            _fmt(_mean([r.get("fit_seconds") for r in ok]), 1), _fmt(_mean([r.get("sample_seconds") for r in ok]), 2),
+            label, protocol, str(len(group)), status, metric("rf_auc"), metric("mmd"),
+            metric("cluster_rf_auc_mean"), _fmt(_mean([r.get("fit_seconds") for r in ok]), 1),
+            _fmt(_mean([r.get("sample_seconds") for r in ok]), 2),
             _fmt(_mean([r.get("fit_peak_rss_delta_mb") for r in ok]), 0),
         )
     return table

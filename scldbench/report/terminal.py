@@ -11,7 +11,7 @@ from rich.text import Text
 
 from scldbench.report import formatting as fmt
 from scldbench.report import tables
-from scldbench.report.leaderboard import Board
+from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
 
 Record = dict[str, Any]
@@ -20,6 +20,8 @@ Record = dict[str, Any]
 def _text(cell: tables.Cell) -> Text:
     if cell.best:
         return Text(f"{cell.text} {fmt.BEST}", style="bold green")
+    if cell.tied:
+        return Text(f"{cell.text} {fmt.TIED}", style="green")
     if cell.warn:
         return Text(cell.text, style="yellow")
     if cell.error:
@@ -28,11 +30,11 @@ def _text(cell: tables.Cell) -> Text:
 
 
 def rich_table(table: tables.TableData) -> Table:
-    caption = "\n".join(table.notes) or None
-    out = Table(title=table.title, caption=caption, caption_justify="left")
+    caption = Text("\n".join(table.notes), style="dim") if table.notes else None
+    out = Table(title=Text(table.title, style="italic"), caption=caption, caption_justify="left")
     for i, header in enumerate(table.headers):
-        out.add_column(header, justify="left" if i in table.text_columns else "right", overflow="fold",
-                       no_wrap=i == 0, max_width=None if i == 0 else 36)
+        out.add_column(Text(header, style="bold"), justify="left" if i in table.text_columns else "right",
+                       overflow="fold", no_wrap=i == 0, max_width=None if i == 0 else 36)
     for row in table.rows:
         out.add_row(*(_text(c) for c in row))
     return out
@@ -43,7 +45,9 @@ def print_boards(console: Console, boards: Sequence[Board], metrics: Sequence[st
     for board in boards:
         console.print(rich_table(tables.leaderboard_table(board, metrics)))
         for note in board.notes:
-            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+            console.print(Text("note: ", style="yellow") + Text(note), highlight=False)
+    for summary in win_rates(boards):
+        console.print(rich_table(tables.win_rate_table(summary)))
     if sort:
         console.print(f"rows sorted by {sort}, best first", highlight=False)
     console.print(RANKING_NOTE, style="dim", highlight=False)
@@ -55,7 +59,7 @@ def print_run(console: Console, info: Record, records: Sequence[Record], boards:
         style = "yellow" if name == "note" else "bold"
         console.print(Text(f"{name}: ", style=style) + Text(value))
     print_boards(console, boards, metrics)
-    for extra in (tables.per_cluster_table(records), tables.guidance_table(records)):
+    for extra in (*tables.per_cluster_tables(records), tables.guidance_table(records)):
         if extra is not None:
             console.print(rich_table(extra))
     console.print(rich_table(tables.jobs_table(records)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import logging
 import sys
 import time
 import traceback
@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from typing import Protocol as TypingProtocol
+
+import numpy as np
 
 from scldbench import __version__
 from scldbench.data.datasets import load_dataset
@@ -32,13 +34,19 @@ from scldbench.evaluation import (
     score_clusters,
     summarise_clusters,
 )
+from scldbench.generator import check_whole_counts, library_size_warnings
+from scldbench.jobguard import failure_message, time_limit
 from scldbench.protocols import Protocol, get_protocol
 from scldbench.provenance import versions
 from scldbench.registry import generator_names, get_generator, list_generators
-from scldbench.store import RunStore
+from scldbench.store import RunStore, safe_name
 from scldbench.suite import GeneratorEntry, Suite
 
 CONTROL_ORDER = ("positive", "shuffle", "random")
+#: seconds between looks at jobs another process holds
+CLAIM_POLL_SECONDS = 0.5
+
+log = logging.getLogger("scldbench.runner")
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,12 @@ class Job:
     params: dict[str, Any]
     seed: int
     key: str
+    #: seconds the job may run (None: no limit); not part of the key
+    timeout: float | None = None
 
     @property
     def job_id(self) -> str:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.label)
-        return f"{safe}-seed{self.seed}-{self.key[:10]}"
+        return f"{safe_name(self.label)}-seed{self.seed}-{self.key[:10]}"
 
 
 class Reporter(TypingProtocol):
@@ -165,20 +174,20 @@ def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seed
         resolved = resolved_params(entry.name, params)
         for seed in seeds:
             key = job_key(prepared.fingerprint, suite.protocol, evaluate, entry, resolved, seed)
-            jobs.append(Job(order, entry.name, entry.label, params, seed, key))
+            timeout = entry.timeout if entry.timeout is not None else suite.timeout_seconds
+            jobs.append(Job(order, entry.name, entry.label, params, seed, key, timeout))
     return jobs
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if isinstance(exc, ScldbenchError) else f"{type(exc).__name__}: {text}"
 
 
 def run_job(
     job: Job, prepared: PreparedData, protocol: Protocol, suite: Suite, device: str, store: RunStore,
     reporter: Reporter, dataset: dict[str, Any],
 ) -> dict[str, Any]:
-    """Fit, sample and score one job; the record is written whatever happens (failures included)."""
+    """Fit, sample and score one job; the record is written whatever happens (failures included).
+
+    Anything the generator raises (an exception, `SystemExit`, `MemoryError`, `JobTimeout` past `job.timeout`)
+    becomes a failed record with its reason; only KeyboardInterrupt (Ctrl-C, SIGTERM) stops the run.
+    """
     settings = suite.evaluate
     record: dict[str, Any] = {
         "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
@@ -192,59 +201,14 @@ def run_job(
     }
     t0 = time.perf_counter()
     try:
-        generator = get_generator(job.generator).create(seed=job.seed, device=device, **job.params)
-        record["params_resolved"] = {k: v for k, v in generator.get_params().items()}
-        reporter.stage(job, "fit")
-        fit_data = prepared.holdout if generator.uses_holdout else prepared.train
-        generator.fit(fit_data, prepared.labels_key)
-        record["fit_seconds"] = generator.fit_usage.seconds
-        record["fit_peak_rss_mb"] = generator.fit_usage.peak_rss_mb
-        record["fit_peak_rss_delta_mb"] = generator.fit_usage.peak_rss_delta_mb
-        record["fit_peak_gpu_mb"] = generator.fit_usage.peak_gpu_mb
-        reporter.stage(job, "sample")
-        n_cells = settings.n_generated or prepared.test.n_obs
-        guidance = settings.guidance if generator.supports_guidance else None
-        samples = generator.sample(n_cells, guidance=guidance, seed=job.seed)
-        record["sample_seconds"] = generator.sample_usage.seconds
-        record["sample_peak_rss_mb"] = generator.sample_usage.peak_rss_mb
-        record["n_generated"] = n_cells
-        if settings.save_samples:
-            store.write_samples(job.job_id, samples)
-        reporter.stage(job, "score")
-        record["metrics"] = protocol.evaluate(
-            prepared.test.X, samples.X, reference=prepared.train.X, seed=job.seed, n_trees=settings.n_trees
-        )
-        if settings.extra_metrics:
-            reporter.stage(job, "more scores")
-            record["metrics"].update(extra_scores(prepared, samples, job.seed))
-        if generator.conditional and settings.per_cluster:
-            reporter.stage(job, "per-cluster")
-            record["per_cluster"] = score_clusters(generator, prepared, protocol, settings, guidance, job.seed)
-            record["metrics"].update(summarise_clusters(record["per_cluster"]))
-        if generator.supports_guidance and settings.guidance_sweep:
-            reporter.stage(job, "guidance sweep")
-            clusters = list(settings.sweep_clusters) if settings.sweep_clusters else None
-            record["guidance_sweep"] = guidance_sweep(
-                generator, prepared, list(settings.guidance_sweep), clusters, settings.sweep_cells, job.seed
-            )
-        if generator.conditional and settings.augment_cluster and not generator.uses_holdout:
-            reporter.stage(job, "augmentation")
-            cluster = settings.augment_cluster
-            if cluster == "rarest":
-                cluster = rarest_cluster(prepared, settings.min_cluster_cells)
-            make = lambda: get_generator(job.generator).create(seed=job.seed, device=device, **job.params)  # noqa: E731
-            record["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
-        if not generator.uses_holdout:
-            reporter.stage(job, "diagnostics")
-            checks = generator.diagnose(
-                prepared.holdout, prepared.test, protocol=protocol.name, seed=job.seed, n_trees=settings.n_trees
-            )
-            diagnostics = getattr(generator, "diagnostics", None)
-            record["diagnostics"] = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
+        with time_limit(job.timeout):
+            _fit_sample_score(job, prepared, protocol, suite, device, store, reporter, record)
         record["status"] = "ok"
-    except Exception as exc:  # one failing job must not stop the others
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one failing job (even sys.exit or a timeout) must not stop the others
         record["status"] = "failed"
-        record["error"] = _one_line(exc)
+        record["error"] = failure_message(exc)
         record["traceback"] = traceback.format_exc()
     record["seconds"] = time.perf_counter() - t0
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -252,16 +216,125 @@ def run_job(
     return record
 
 
+def _fit_sample_score(
+    job: Job, prepared: PreparedData, protocol: Protocol, suite: Suite, device: str, store: RunStore,
+    reporter: Reporter, record: dict[str, Any],
+) -> None:
+    settings = suite.evaluate
+    generator = get_generator(job.generator).create(seed=job.seed, device=device, **job.params)
+    record["params_resolved"] = {k: v for k, v in generator.get_params().items()}
+    reporter.stage(job, "fit")
+    fit_data = prepared.holdout if generator.uses_holdout else prepared.train
+    generator.fit(fit_data, prepared.labels_key)
+    record["fit_seconds"] = generator.fit_usage.seconds
+    record["fit_peak_rss_mb"] = generator.fit_usage.peak_rss_mb
+    record["fit_peak_rss_delta_mb"] = generator.fit_usage.peak_rss_delta_mb
+    record["fit_peak_gpu_mb"] = generator.fit_usage.peak_gpu_mb
+    reporter.stage(job, "sample")
+    n_cells = settings.n_generated or prepared.test.n_obs
+    guidance = settings.guidance if generator.supports_guidance else None
+    samples = generator.sample(n_cells, guidance=guidance, seed=job.seed)
+    check_whole_counts(samples.X, job.label)
+    warnings = library_size_warnings(samples.X, largest_library(prepared))
+    if warnings:
+        record["output_warnings"] = warnings
+    record["sample_seconds"] = generator.sample_usage.seconds
+    record["sample_peak_rss_mb"] = generator.sample_usage.peak_rss_mb
+    record["n_generated"] = n_cells
+    if settings.save_samples:
+        store.write_samples(job.job_id, samples)
+    reporter.stage(job, "score")
+    record["metrics"] = protocol.evaluate(
+        prepared.test.X, samples.X, reference=prepared.train.X, seed=job.seed, n_trees=settings.n_trees
+    )
+    if settings.extra_metrics:
+        reporter.stage(job, "more scores")
+        record["metrics"].update(extra_scores(prepared, samples, job.seed))
+    if generator.conditional and settings.per_cluster:
+        reporter.stage(job, "per-cluster")
+        record["per_cluster"] = score_clusters(generator, prepared, protocol, settings, guidance, job.seed)
+        record["metrics"].update(summarise_clusters(record["per_cluster"]))
+    if generator.supports_guidance and settings.guidance_sweep:
+        reporter.stage(job, "guidance sweep")
+        clusters = list(settings.sweep_clusters) if settings.sweep_clusters else None
+        record["guidance_sweep"] = guidance_sweep(
+            generator, prepared, list(settings.guidance_sweep), clusters, settings.sweep_cells, job.seed
+        )
+    if generator.conditional and settings.augment_cluster and not generator.uses_holdout:
+        reporter.stage(job, "augmentation")
+        cluster = settings.augment_cluster
+        if cluster == "rarest":
+            cluster = rarest_cluster(prepared, settings.min_cluster_cells)
+        make = lambda: get_generator(job.generator).create(seed=job.seed, device=device, **job.params)  # noqa: E731
+        record["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
+    if not generator.uses_holdout:
+        reporter.stage(job, "diagnostics")
+        checks = generator.diagnose(
+            prepared.holdout, prepared.test, protocol=protocol.name, seed=job.seed, n_trees=settings.n_trees
+        )
+        diagnostics = getattr(generator, "diagnostics", None)
+        record["diagnostics"] = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
+
+
+def largest_library(prepared: PreparedData) -> float:
+    """The largest total count of any real cell (train, test or holdout): a ceiling no generated cell should pass."""
+    return max(float(np.asarray(part.X.sum(axis=1)).max()) for part in (prepared.train, prepared.test,
+                                                                         prepared.holdout) if part.n_obs)
+
+
+def _reusable(store: RunStore, job: Job) -> dict[str, Any] | None:
+    previous = store.read_record(job.job_id)
+    if previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key:
+        return previous | {"reused": True}
+    return None
+
+
+def claim_and_run(job: Job, store: RunStore, compute: Any) -> dict[str, Any] | None:
+    """The job's record: reused when finished before, else computed by `compute()` under the job's claim.
+
+    None when another process holds the claim (it computes the job; ask again later with `collect`).
+    Executors call this per job, so that two runs into one folder split the work and never compute a job twice.
+    """
+    record = _reusable(store, job)
+    if record is None:
+        claim = store.claim(job.job_id)
+        if claim is None:
+            return None
+        with claim:
+            record = _reusable(store, job)
+            if record is None:
+                return compute()
+    store.write_record(job.job_id, record)
+    return record
+
+
+def collect(job: Job, store: RunStore, seen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """After another process held `job`: its new record once the claim is gone, or None while it is held.
+
+    `seen` is the record on disk when the wait began; if the claim went away and the record did not change,
+    the other process died before finishing and the job is left to the caller to compute.
+    """
+    if store.claimed(job.job_id):
+        return None
+    record = store.read_record(job.job_id)
+    if record is not None and record.get("key") == job.key and record != seen:
+        return record
+    return {}
+
+
 def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResult:
     reporter = reporter or SilentReporter()
     suite = request.suite
     protocol = get_protocol(suite.protocol)
     resolve_device(request.device)
+    if request.labels is not None and request.clusters is not None:
+        raise ScldbenchError("give either --labels (an obs column) or --clusters (computed clusters), not both")
+    _entries(suite, request.generators)  # unknown --generators names fail before any data is read
+    store = RunStore(request.out)
+    store.check_writable()
     adata, spec, note = resolve_data(suite, request.data)
     defaults: dict[str, Any] = {"labels_key": spec.labels_key, "n_clusters": spec.n_clusters}
     settings = suite.prepare_settings(defaults)
-    if request.labels is not None and request.clusters is not None:
-        raise ScldbenchError("give either --labels (an obs column) or --clusters (computed clusters), not both")
     if request.labels is not None:
         settings = replace(settings, labels_key=request.labels, n_clusters=None)
     if request.clusters is not None:
@@ -269,7 +342,6 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     prepared = prepare(adata, settings, use_cache=request.use_cache)
     seeds = tuple(range(request.seeds)) if request.seeds else suite.seeds
     jobs = plan_jobs(suite, prepared, request.generators, seeds)
-    store = RunStore(request.out)
     run_info = {
         "suite": suite.name, "suite_source": suite.source, "dataset": spec.name, "requested_dataset":
         request.data or suite.dataset, "note": note, "protocol": protocol.name,
@@ -282,17 +354,36 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     store.write_run(run_info)
     if suite.evaluate.save_samples:
         store.write_real_test(prepared.test)
+    moved = store.set_aside(lambda r: r.get("fingerprint") == prepared.fingerprint)
+    if moved:
+        log.warning("%d records in %s were made on other data; moved to jobs/superseded (this run's tables leave "
+                    "them out)", moved, store.root)
     reporter.start(jobs, note)
     store.supersede({(job.label, job.seed): job.key for job in jobs})
-    records = []
+    dataset = {"dataset": spec.name, "dataset_note": note}
+    done: dict[str, dict[str, Any]] = {}
+    waiting: dict[Job, dict[str, Any] | None] = {}
     for job in jobs:
-        previous = store.read_record(job.job_id)
-        if previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key:
-            record = previous | {"reused": True}
-            store.write_record(job.job_id, record)
-        else:
-            dataset = {"dataset": spec.name, "dataset_note": note}
-            record = run_job(job, prepared, protocol, suite, request.device, store, reporter, dataset)
-        records.append(record)
+        record = claim_and_run(
+            job, store, lambda job=job: run_job(job, prepared, protocol, suite, request.device, store, reporter,
+                                                dataset))
+        if record is None:
+            waiting[job] = store.read_record(job.job_id)
+            continue
+        done[job.job_id] = record
         reporter.done(job, record)
+    while waiting:  # jobs another process held: take its records, or compute what it left undone
+        time.sleep(CLAIM_POLL_SECONDS)
+        for job, seen in list(waiting.items()):
+            record = collect(job, store, seen)
+            if record == {}:
+                record = claim_and_run(
+                    job, store, lambda job=job: run_job(job, prepared, protocol, suite, request.device, store,
+                                                        reporter, dataset))
+            if record is None:
+                continue
+            del waiting[job]
+            done[job.job_id] = record
+            reporter.done(job, record)
+    records = [done[job.job_id] for job in jobs]
     return RunResult(store, records, spec.name, note, run_info)

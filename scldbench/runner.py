@@ -362,19 +362,19 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     store.supersede({(job.label, job.seed): job.key for job in jobs})
     dataset = {"dataset": spec.name, "dataset_note": note}
     done: dict[str, dict[str, Any]] = {}
-    waiting: dict[Job, dict[str, Any] | None] = {}
+    waiting: dict[str, tuple[Job, dict[str, Any] | None]] = {}
     for job in jobs:
         record = claim_and_run(
             job, store, lambda job=job: run_job(job, prepared, protocol, suite, request.device, store, reporter,
                                                 dataset))
         if record is None:
-            waiting[job] = store.read_record(job.job_id)
+            waiting[job.job_id] = (job, store.read_record(job.job_id))
             continue
         done[job.job_id] = record
         reporter.done(job, record)
     while waiting:  # jobs another process held: take its records, or compute what it left undone
         time.sleep(CLAIM_POLL_SECONDS)
-        for job, seen in list(waiting.items()):
+        for job_id, (job, seen) in list(waiting.items()):
             record = collect(job, store, seen)
             if record == {}:
                 record = claim_and_run(
@@ -382,8 +382,8 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
                                                         reporter, dataset))
             if record is None:
                 continue
-            del waiting[job]
-            done[job.job_id] = record
+            del waiting[job_id]
+            done[job_id] = record
             reporter.done(job, record)
     records = [done[job.job_id] for job in jobs]
     return RunResult(store, records, spec.name, note, run_info)

@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 import inspect
 import json
+import pickle
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -367,6 +369,25 @@ def _resolve_global(name: str) -> Any:
     return obj
 
 
+def _allowed_global(name: str, own: str, path: Path) -> Any:
+    """The object `name` refers to, when a saved state may use it; ScldbenchError otherwise."""
+    obj = None
+    if name in _SAFE_GLOBALS or name.startswith((*_SAFE_CLASS_PACKAGES, own)):
+        try:
+            obj = _resolve_global(name)
+        except (ImportError, AttributeError):
+            obj = None
+    if obj is None or (name not in _SAFE_GLOBALS and not isinstance(obj, type)):
+        raise ScldbenchError(
+            f"{path} asks to import {name!r}, which a saved generator never needs; refusing to load it "
+            "(unpickling it could run code). Load only folders made by save()"
+        )
+    return obj
+
+
+_WANTED_GLOBAL = re.compile(r"(?:GLOBAL ([\w.]+)|but got <class '([\w.]+)'>)")
+
+
 def _safe_torch_load(path: Path, klass: type, device: torch.device) -> Any:
     """torch.load(weights_only=True), allowing only known reconstructors and classes (never functions) of
     numpy, pandas indexes, scipy.sparse, torch.nn, scldbench and the generator's own package."""
@@ -374,29 +395,30 @@ def _safe_torch_load(path: Path, klass: type, device: torch.device) -> Any:
         raise ScldbenchError(f"{path} is missing; pass a folder made by save()")
     own = klass.__module__.split(".")[0] + "."
     try:
-        wanted = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        wanted = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception as exc:
         raise ScldbenchError(f"{path} cannot be read as a saved state ({type(exc).__name__}); save it again") from None
-    allowed = []
-    for name in wanted:
-        obj = None
-        if name in _SAFE_GLOBALS or name.startswith((*_SAFE_CLASS_PACKAGES, own)):
-            try:
-                obj = _resolve_global(name)
-            except (ImportError, AttributeError):
-                obj = None
-        if obj is None or (name not in _SAFE_GLOBALS and not isinstance(obj, type)):
-            raise ScldbenchError(
-                f"{path} asks to import {name!r}, which a saved generator never needs; refusing to load it "
-                "(unpickling it could run code). Load only folders made by save()"
-            )
-        allowed.append(obj)
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ScldbenchError(f"{path} was refused by the safe loader ({type(exc).__name__}: {first})") from None
+    allowed = {name: _allowed_global(name, own, path) for name in wanted}
+    for _ in range(50):  # the unpickler names one more global it needs per attempt (e.g. numpy dtype classes)
+        try:
+            with torch.serialization.safe_globals(list(allowed.values())):
+                return torch.load(path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            match = _WANTED_GLOBAL.search(str(exc))
+            name = match and (match.group(1) or match.group(2))
+            if not name or name in allowed:
+                raise ScldbenchError(f"{path} was refused by the safe loader ({_last_line(exc)})") from None
+            allowed[name] = _allowed_global(name, own, path)
+        except Exception as exc:
+            raise ScldbenchError(f"{path} cannot be read as a saved state ({type(exc).__name__}: "
+                                 f"{_last_line(exc)}); save it again") from None
+    raise ScldbenchError(f"{path} needs too many kinds of objects to be a saved generator state; refusing it")
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    informative = [line for line in lines if "got" in line or "GLOBAL" in line]
+    return (informative or lines or [type(exc).__name__])[0][:300]
 
 
 def check_whole_counts(x: np.ndarray | sp.spmatrix, name: str) -> None:

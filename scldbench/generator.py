@@ -308,9 +308,10 @@ class Generator(ABC):
     def load(cls, path: str | Path, device: str | None = None) -> Generator:
         """Restore a generator saved by `save`, without running code the folder names.
 
-        The class comes from the registry (the name in `generator.json` must be a registered generator, and its
-        class the one recorded); `state.pt` is read with `torch.load(weights_only=True)`, allowing only the
-        tensors, arrays and the classes a saved generator consists of. Anything else is refused.
+        The class is the one `load` is called on, or else comes from the registry (the name in `generator.json`
+        must be a registered generator, and its class the one recorded). `state.pt` is read with
+        `torch.load(weights_only=True)`, allowing only the tensors, arrays and classes a saved generator consists
+        of. Anything else is refused.
         """
         from scldbench.registry import get_generator
 
@@ -326,10 +327,16 @@ class Generator(ABC):
         if not (isinstance(meta, dict) and isinstance(meta.get("name"), str) and isinstance(meta.get("class"), str)
                 and isinstance(meta.get("params", {}), dict)):
             raise ScldbenchError(f"{path / _META_FILE} is not a saved generator's description; save it again")
-        try:
-            klass = get_generator(meta["name"])
-        except ScldbenchError as exc:
-            raise ScldbenchError(f"{path} names generator {meta['name']!r}, which cannot be loaded: {exc}") from None
+        if cls is not Generator and meta["class"] == f"{cls.__module__}:{cls.__qualname__}":
+            klass: type[Generator] = cls  # the caller named the class itself: nothing is imported by name
+        else:
+            try:
+                klass = get_generator(meta["name"])
+            except ScldbenchError as exc:
+                raise ScldbenchError(
+                    f"{path} names generator {meta['name']!r}, which cannot be loaded: {exc}; load it with its own "
+                    "class (MyGenerator.load) or register it"
+                ) from None
         recorded = f"{klass.__module__}:{klass.__qualname__}"
         if meta["class"] != recorded:
             raise ScldbenchError(

@@ -195,8 +195,9 @@ def _check_generator_params(name: str, params: dict[str, Any], where: str, key: 
         if param in ("seed", "device"):
             raise _fail(where, f"{key}.{param}", "is set by the run (seeds = ..., --device), not per generator")
         if param not in accepted:
+            settable = sorted(p for p in accepted if p not in ("seed", "device"))
             raise _fail(where, f"{key}.{param}", f"generator {name!r} has no such parameter{suggest(param, accepted)}; "
-                        f"known: {', '.join(sorted(p for p in accepted if p not in ('seed', 'device')))}")
+                        f"known: {', '.join(settable) if settable else 'none (it takes no parameters)'}")
         problem = type_problem(value, annotations.get(param, Any))
         if problem:
             raise _fail(where, f"{key}.{param}", problem)

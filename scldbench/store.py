@@ -108,16 +108,28 @@ def record_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
-def read_record_file(path: Path) -> dict[str, Any] | None:
+def _warn_once(path: Path, message: str, warned: set[tuple[str, int]] | None) -> None:
+    """Warn about a damaged file once per version of it and per `warned` set (a rerun reads a record twice)."""
+    try:
+        version = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        version = (str(path), 0)
+    if warned is None or version not in warned:
+        if warned is not None:
+            warned.add(version)
+        log.warning("%s", message)
+
+
+def read_record_file(path: Path, warned: set[tuple[str, int]] | None = None) -> dict[str, Any] | None:
     """A job record, or None (with a one-line warning naming the file) when it is damaged."""
     try:
         record = read_json_object(path)
     except DamagedFile as exc:
-        log.warning("%s; skipped (a rerun computes its job again)", exc)
+        _warn_once(path, f"{exc}; skipped (a rerun computes its job again)", warned)
         return None
     problem = record_problem(record)
     if problem:
-        log.warning("%s is damaged (%s); skipped (a rerun computes its job again)", path, problem)
+        _warn_once(path, f"{path} is damaged ({problem}); skipped (a rerun computes its job again)", warned)
         return None
     return record
 
@@ -138,6 +150,7 @@ class RunStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._warned: set[tuple[str, int]] = set()
 
     # ----------------------------------------------------------------- the run
     def check_writable(self) -> None:
@@ -176,7 +189,7 @@ class RunStore:
     def read_record(self, job_id: str) -> dict[str, Any] | None:
         """The job's record; None when there is none or it is damaged (then the job is computed again)."""
         path = self.job_path(job_id)
-        return read_record_file(path) if path.is_file() else None
+        return read_record_file(path, self._warned) if path.is_file() else None
 
     def _move_aside(self, path: Path) -> bool:
         target = self.root / JOBS_DIR / SUPERSEDED_DIR / path.name
@@ -230,7 +243,7 @@ class RunStore:
         fingerprint = info.get("fingerprint")
         records = []
         for path in sorted(folder.glob("*.json")):
-            record = read_record_file(path)
+            record = read_record_file(path, self._warned)
             if record is None:
                 continue
             if fingerprint and record.get("fingerprint") not in (None, fingerprint):

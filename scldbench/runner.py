@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -289,7 +289,7 @@ def _reusable(store: RunStore, job: Job) -> dict[str, Any] | None:
     return None
 
 
-def claim_and_run(job: Job, store: RunStore, compute: Any) -> dict[str, Any] | None:
+def claim_and_run(job: Job, store: RunStore, compute: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
     """The job's record: reused when finished before, else computed by `compute()` under the job's claim.
 
     None when another process holds the claim (it computes the job; ask again later with `collect`).
@@ -361,25 +361,24 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     reporter.start(jobs, note)
     store.supersede({(job.label, job.seed): job.key for job in jobs})
     dataset = {"dataset": spec.name, "dataset_note": note}
+    def compute(job: Job) -> Callable[[], dict[str, Any]]:
+        return lambda: run_job(job, prepared, protocol, suite, request.device, store, reporter, dataset)
+
     done: dict[str, dict[str, Any]] = {}
     waiting: dict[str, tuple[Job, dict[str, Any] | None]] = {}
     for job in jobs:
-        record = claim_and_run(
-            job, store, lambda job=job: run_job(job, prepared, protocol, suite, request.device, store, reporter,
-                                                dataset))
-        if record is None:
+        record = claim_and_run(job, store, compute(job))
+        if record is None:  # another process holds the job's claim
             waiting[job.job_id] = (job, store.read_record(job.job_id))
             continue
         done[job.job_id] = record
         reporter.done(job, record)
-    while waiting:  # jobs another process held: take its records, or compute what it left undone
+    while waiting:  # take the other process's records, or compute what it left undone
         time.sleep(CLAIM_POLL_SECONDS)
         for job_id, (job, seen) in list(waiting.items()):
             record = collect(job, store, seen)
             if record == {}:
-                record = claim_and_run(
-                    job, store, lambda job=job: run_job(job, prepared, protocol, suite, request.device, store,
-                                                        reporter, dataset))
+                record = claim_and_run(job, store, compute(job))
             if record is None:
                 continue
             del waiting[job_id]

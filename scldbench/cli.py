@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,10 +13,19 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from scldbench.errors import ScldbenchError
+from scldbench.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_JOBS_FAILED,
+    EXIT_TERMINATED,
+    ScldbenchError,
+    Terminated,
+)
 from scldbench.report.table import results_table
 from scldbench.results import protocol_views
 
@@ -29,19 +40,42 @@ console = Console(width=_width)
 err_console = Console(stderr=True, width=_width)
 
 
+class _WarningLine(logging.Handler):
+    """Warnings of the store and runner (a damaged record skipped, records moved aside) as one line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(Text("warning: ", style="yellow") + Text(record.getMessage()), highlight=False,
+                          soft_wrap=True)
+
+
+_logger = logging.getLogger("scldbench")
+if not any(isinstance(h, _WarningLine) for h in _logger.handlers):
+    _logger.addHandler(_WarningLine(level=logging.WARNING))
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ScldbenchError into one line on stderr and exit code 2, with no traceback."""
+    """Turn a ScldbenchError into one line on stderr and exit code 2, with no traceback; Ctrl-C and SIGTERM
+    into one line and exit codes 130 and 143 (see scldbench.errors for every exit code)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except ScldbenchError as exc:
-            err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
+            raise typer.Exit(code=EXIT_BAD_INPUT) from None
+        except Terminated:
+            err_console.print("[bold red]terminated[/bold red] (SIGTERM): finished jobs are kept in the run folder; "
+                              "run the same command again to finish the rest", highlight=False)
+            raise typer.Exit(code=EXIT_TERMINATED) from None
         except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/bold red]: finished jobs are kept in the run folder")
-            raise typer.Exit(code=130) from None
+            err_console.print("[bold red]interrupted[/bold red]: finished jobs are kept in the run folder; "
+                              "run the same command again to finish the rest", highlight=False)
+            raise typer.Exit(code=EXIT_INTERRUPTED) from None
 
     return wrapper
 
@@ -55,16 +89,17 @@ class ProgressReporter:
 
     def start(self, jobs: Sequence[Any], note: str | None) -> None:
         if note:
-            self.progress.console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+            self.progress.console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
         self.task = self.progress.add_task("starting", total=len(jobs))
 
     def stage(self, job: Any, stage: str) -> None:
-        self.progress.update(self.task, description=f"{job.label} seed {job.seed}: {stage}")
+        self.progress.update(self.task, description=escape(f"{job.label} seed {job.seed}: {stage}"))
 
     def done(self, job: Any, record: dict[str, Any]) -> None:
         if record["status"] != "ok":
             self.progress.console.print(
-                f"[red]failed[/red] {job.label} seed {job.seed}: {record.get('error')}", highlight=False
+                Text("failed ", style="red") + Text(f"{job.label} seed {job.seed}: {record.get('error')}"),
+                highlight=False
             )
         self.progress.advance(self.task)
 
@@ -83,14 +118,24 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Prepare the data again instead of using the cache."),
 ) -> None:
     """Run a suite: fit every generator, sample, score, and print the table."""
+    previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's kill ends like Ctrl-C
+    try:
+        _run(suite, data, labels, clusters, generators, seeds, out, device, no_cache)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(suite: str, data: str | None, labels: str | None, clusters: int | None, generators: str | None,
+         seeds: int | None, out: Path | None, device: str, no_cache: bool) -> None:
     from scldbench.runner import RunRequest, run_suite
+    from scldbench.store import safe_name
     from scldbench.suite import load_suite
 
     spec = load_suite(suite)
     chosen = [g.strip() for g in generators.split(",") if g.strip()] if generators else None
     request = RunRequest(
-        suite=spec, out=out or Path("runs") / spec.name, data=data, labels=labels, clusters=clusters, generators=chosen,
-        seeds=seeds, device=device, use_cache=not no_cache,
+        suite=spec, out=out or Path("runs") / safe_name(spec.name), data=data, labels=labels, clusters=clusters,
+        generators=chosen, seeds=seeds, device=device, use_cache=not no_cache,
     )
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
@@ -98,7 +143,7 @@ def run(
     console.print(_results(result.records, result.info))
     console.print(f"records: {result.store.root}")
     if any(r["status"] != "ok" for r in result.records):
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=EXIT_JOBS_FAILED)
 
 
 def _results(records: list[dict[str, Any]], info: dict[str, Any]) -> Table:
@@ -108,8 +153,8 @@ def _results(records: list[dict[str, Any]], info: dict[str, Any]) -> Table:
         f"{data.get('n_genes')} genes, {data.get('n_clusters')} clusters), protocol {info.get('protocol')}"
         + (f" (also scored: {', '.join(list(info['protocols'])[1:])})" if len(info.get("protocols") or {}) > 1 else "")
     )
-    caption = f"note: {info['note']}" if info.get("note") else None
-    return results_table([protocol_views(r)[0] for r in records], title, caption)
+    caption = f"note: {escape(str(info['note']))}" if info.get("note") else None
+    return results_table([protocol_views(r)[0] for r in records], escape(title), caption)
 
 
 list_app = typer.Typer(help="List generators, datasets or suites.", no_args_is_help=True)

@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 import inspect
 import json
+import pickle
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -243,6 +245,18 @@ class Generator(ABC):
         if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
             raise ScldbenchError(f"generator {self.name!r} returned negative or non-finite values")
         obs = pd.DataFrame(index=[f"gen{i}" for i in range(n_cells)])
+        if assigned is not None:
+            assigned = np.asarray(assigned).astype(str)
+            if assigned.shape != (n_cells,):
+                raise ScldbenchError(
+                    f"generator {self.name!r} returned {assigned.size} labels for {n_cells} cells; return one per cell"
+                )
+            unseen = sorted(set(assigned) - set(self.label_categories))
+            if unseen:
+                raise ScldbenchError(
+                    f"generator {self.name!r} returned label {unseen[0]!r}, which it never saw in training "
+                    f"(known: {', '.join(self.label_categories) or 'none'}); return only labels from fit()"
+                )
         labels = per_cell if per_cell is not None else assigned
         if labels is not None and self.labels_key is not None:
             obs[self.labels_key] = pd.Categorical(np.asarray(labels).astype(str), categories=self.label_categories)
@@ -292,25 +306,160 @@ class Generator(ABC):
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> Generator:
+        """Restore a generator saved by `save`, without running code the folder names.
+
+        The class is the one `load` is called on, or else comes from the registry (the name in `generator.json`
+        must be a registered generator, and its class the one recorded). `state.pt` is read with
+        `torch.load(weights_only=True)`, allowing only the tensors, arrays and classes a saved generator consists
+        of. Anything else is refused.
+        """
+        from scldbench.registry import get_generator
+
         path = Path(path)
         if not (path / _META_FILE).is_file():
             raise ScldbenchError(
                 f"{path} holds no saved generator ({_META_FILE} missing); pass a folder made by save()"
             )
-        meta = json.loads((path / _META_FILE).read_text())
-        module, _, qualname = meta["class"].partition(":")
-        klass = getattr(importlib.import_module(module), qualname)
+        try:
+            meta = json.loads((path / _META_FILE).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ScldbenchError(f"{path / _META_FILE} is damaged ({exc}); save the generator again") from None
+        if not (isinstance(meta, dict) and isinstance(meta.get("name"), str) and isinstance(meta.get("class"), str)
+                and isinstance(meta.get("params", {}), dict)):
+            raise ScldbenchError(f"{path / _META_FILE} is not a saved generator's description; save it again")
+        if cls is not Generator and meta["class"] == f"{cls.__module__}:{cls.__qualname__}":
+            klass: type[Generator] = cls  # the caller named the class itself: nothing is imported by name
+        else:
+            try:
+                klass = get_generator(meta["name"])
+            except ScldbenchError as exc:
+                raise ScldbenchError(
+                    f"{path} names generator {meta['name']!r}, which cannot be loaded: {exc}; load it with its own "
+                    "class (MyGenerator.load) or register it"
+                ) from None
+        recorded = f"{klass.__module__}:{klass.__qualname__}"
+        if meta["class"] != recorded:
+            raise ScldbenchError(
+                f"{path} says generator {meta['name']!r} is {meta['class']!r}, but the registered one is "
+                f"{recorded!r}; refusing to load it (only folders made by save() with this installation load)"
+            )
         if not issubclass(klass, cls):
             raise ScldbenchError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
-        params = dict(meta["params"])
+        params = dict(meta.get("params", {}))
         if device is not None:
             params["device"] = device
         obj = klass.create(**params)
-        state = torch.load(path / _STATE_FILE, map_location=obj.device, weights_only=False)
+        state = _safe_torch_load(path / _STATE_FILE, klass, obj.device)
+        if not isinstance(state, dict):
+            raise ScldbenchError(f"{path / _STATE_FILE} holds no generator state; save the generator again")
         state.pop("device_name", None)
         obj._set_state(state)
         obj._rng = np.random.default_rng(obj.seed)
         return obj
+
+
+#: reconstructors of arrays, indexes and plain containers that a saved state needs, by full name
+_SAFE_GLOBALS = {
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "pandas.core.indexes.base._new_Index",
+    "collections.OrderedDict", "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.complex",
+}
+#: packages whose classes (never their functions) a saved state may hold
+_SAFE_CLASS_PACKAGES = ("numpy.dtypes.", "pandas.core.indexes.", "scipy.sparse.", "torch.nn.modules.", "scldbench.")
+
+
+def _resolve_global(name: str) -> Any:
+    module, _, attr = name.rpartition(".")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _allowed_global(name: str, own: str, path: Path) -> Any:
+    """The object `name` refers to, when a saved state may use it; ScldbenchError otherwise."""
+    obj = None
+    if name in _SAFE_GLOBALS or name.startswith((*_SAFE_CLASS_PACKAGES, own)):
+        try:
+            obj = _resolve_global(name)
+        except (ImportError, AttributeError):
+            obj = None
+    if obj is None or (name not in _SAFE_GLOBALS and not isinstance(obj, type)):
+        raise ScldbenchError(
+            f"{path} asks to import {name!r}, which a saved generator never needs; refusing to load it "
+            "(unpickling it could run code). Load only folders made by save()"
+        )
+    return obj
+
+
+_WANTED_GLOBAL = re.compile(r"(?:GLOBAL ([\w.]+)|but got <class '([\w.]+)'>)")
+
+
+def _safe_torch_load(path: Path, klass: type, device: torch.device) -> Any:
+    """torch.load(weights_only=True), allowing only known reconstructors and classes (never functions) of
+    numpy, pandas indexes, scipy.sparse, torch.nn, scldbench and the generator's own package."""
+    if not path.is_file():
+        raise ScldbenchError(f"{path} is missing; pass a folder made by save()")
+    own = klass.__module__.split(".")[0] + "."
+    try:
+        wanted = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception as exc:
+        raise ScldbenchError(f"{path} cannot be read as a saved state ({type(exc).__name__}); save it again") from None
+    allowed = {name: _allowed_global(name, own, path) for name in wanted}
+    for _ in range(50):  # the unpickler names one more global it needs per attempt (e.g. numpy dtype classes)
+        try:
+            with torch.serialization.safe_globals(list(allowed.values())):
+                return torch.load(path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            match = _WANTED_GLOBAL.search(str(exc))
+            name = match and (match.group(1) or match.group(2))
+            if not name or name in allowed:
+                raise ScldbenchError(f"{path} was refused by the safe loader ({_last_line(exc)})") from None
+            allowed[name] = _allowed_global(name, own, path)
+        except Exception as exc:
+            raise ScldbenchError(f"{path} cannot be read as a saved state ({type(exc).__name__}: "
+                                 f"{_last_line(exc)}); save it again") from None
+    raise ScldbenchError(f"{path} needs too many kinds of objects to be a saved generator state; refusing it")
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    informative = [line for line in lines if "got" in line or "GLOBAL" in line]
+    return (informative or lines or [type(exc).__name__])[0][:300]
+
+
+def check_whole_counts(x: np.ndarray | sp.spmatrix, name: str) -> None:
+    """Refuse generated values that are not whole counts, quoting the first such value and where it is."""
+    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    bad = np.flatnonzero(np.abs(values - np.round(values)) > 1e-6)
+    if bad.size:
+        first = bad[0]
+        if sp.issparse(x):
+            coo = x.tocsr().tocoo()
+            cell, gene = int(coo.row[first]), int(coo.col[first])
+        else:
+            cell, gene = divmod(int(first), x.shape[1])
+        raise ScldbenchError(
+            f"generator {name!r} returned non-integer values ({bad.size} of them; the first is {values[first]:g} "
+            f"at cell {cell}, gene {gene}); the protocol scores whole counts, so return counts (e.g. sample them "
+            "from the model's means) rather than means"
+        )
+
+
+def library_size_warnings(generated: np.ndarray | sp.spmatrix, largest_real: float) -> list[str]:
+    """Flags for generated cells beyond any real library size (the largest total count of a real cell)."""
+    totals = np.asarray(generated.sum(axis=1)).ravel()
+    values = generated.data if sp.issparse(generated) else np.asarray(generated)
+    flags = []
+    over = int(np.sum(totals > largest_real))
+    if over:
+        flags.append(
+            f"{over} generated cells have more counts than any real cell (largest {float(totals.max()):g}, "
+            f"real largest {largest_real:g})"
+        )
+    if values.size and float(values.max()) > largest_real:
+        flags.append(f"a single generated count ({float(values.max()):g}) exceeds every real cell's total")
+    return flags
 
 
 def _jsonable(value: Any) -> bool:

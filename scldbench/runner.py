@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import logging
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from typing import Protocol as TypingProtocol
+
+import numpy as np
 
 from scldbench import __version__
 from scldbench.data.datasets import load_dataset
@@ -25,6 +27,8 @@ from scldbench.data.prepare import PreparedData, prepare
 from scldbench.device import describe_device, resolve_device
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.evaluation import augmentation_scores, guidance_sweep, rarest_cluster
+from scldbench.generator import check_whole_counts, library_size_warnings
+from scldbench.jobguard import failure_message, time_limit
 from scldbench.protocols import get_protocol
 from scldbench.provenance import versions
 from scldbench.registry import generator_names, get_generator, list_generators
@@ -37,10 +41,14 @@ from scldbench.scoring import (
     scores_failed,
     test_composition,
 )
-from scldbench.store import RunStore
+from scldbench.store import Claim, RunStore, safe_name
 from scldbench.suite import GeneratorEntry, Suite
 
 CONTROL_ORDER = ("positive", "shuffle", "random")
+#: seconds between looks at jobs another process holds
+CLAIM_POLL_SECONDS = 0.5
+
+log = logging.getLogger("scldbench.runner")
 
 
 @dataclass(frozen=True)
@@ -51,11 +59,12 @@ class Job:
     params: dict[str, Any]
     seed: int
     key: str
+    #: seconds the job may run (None: no limit); not part of the key
+    timeout: float | None = None
 
     @property
     def job_id(self) -> str:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.label)
-        return f"{safe}-seed{self.seed}-{self.key[:10]}"
+        return f"{safe_name(self.label)}-seed{self.seed}-{self.key[:10]}"
 
 
 class Reporter(TypingProtocol):
@@ -172,21 +181,20 @@ def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seed
         resolved = resolved_params(entry.name, params)
         for seed in seeds:
             key = job_key(prepared.fingerprint, sampling, entry, resolved, seed)
-            jobs.append(Job(order, entry.name, entry.label, params, seed, key))
+            timeout = entry.timeout if entry.timeout is not None else suite.timeout_seconds
+            jobs.append(Job(order, entry.name, entry.label, params, seed, key, timeout))
     return jobs
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if isinstance(exc, ScldbenchError) else f"{type(exc).__name__}: {text}"
 
 
 def run_job(
     job: Job, prepared: PreparedData, context: ScoringContext, suite: Suite, device: str, store: RunStore,
     reporter: Reporter, dataset: dict[str, Any],
 ) -> dict[str, Any]:
-    """Fit, sample once and score under every suite protocol; the record is written whatever happens."""
-    settings = suite.evaluate
+    """Fit, sample once and score under every suite protocol; the record is written whatever happens.
+
+    Anything the generator raises (an exception, `SystemExit`, `MemoryError`, `JobTimeout` past `job.timeout`)
+    becomes a failed record with its reason; only KeyboardInterrupt (Ctrl-C, SIGTERM) stops the run.
+    """
     record: dict[str, Any] = {
         "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
         "generator": job.generator,
@@ -198,57 +206,15 @@ def run_job(
     }
     t0 = time.perf_counter()
     try:
-        generator = get_generator(job.generator).create(seed=job.seed, device=device, **job.params)
-        record["params_resolved"] = {k: v for k, v in generator.get_params().items()}
-        reporter.stage(job, "fit")
-        fit_data = prepared.holdout if generator.uses_holdout else prepared.train
-        generator.fit(fit_data, prepared.labels_key)
-        record["fit_seconds"] = generator.fit_usage.seconds
-        record["fit_peak_rss_mb"] = generator.fit_usage.peak_rss_mb
-        record["fit_peak_rss_delta_mb"] = generator.fit_usage.peak_rss_delta_mb
-        record["fit_peak_gpu_mb"] = generator.fit_usage.peak_gpu_mb
-        reporter.stage(job, "sample")
-        n_cells = settings.n_generated or prepared.test.n_obs
-        guidance = settings.guidance if generator.supports_guidance else None
-        # one sample per job: a conditional generator makes as many cells of each cluster as the real test set has
-        labels = None
-        if generator.conditional and settings.n_generated is None:
-            labels = test_composition(prepared)
-            n_cells = sum(labels.values())
-        samples = generator.sample(n_cells, labels=labels, guidance=guidance, seed=job.seed)
-        record["sample_seconds"] = generator.sample_usage.seconds
-        record["sample_peak_rss_mb"] = generator.sample_usage.peak_rss_mb
-        record["n_generated"] = n_cells
-        if settings.save_samples:
-            store.write_samples(job.job_id, samples)
-        reporter.stage(job, "score")
-        record["scores"] = score_sample(context, samples, suite.protocols, settings, job.seed)
-        if generator.supports_guidance and settings.guidance_sweep:
-            reporter.stage(job, "guidance sweep")
-            clusters = list(settings.sweep_clusters) if settings.sweep_clusters else None
-            record["guidance_sweep"] = guidance_sweep(
-                generator, prepared, list(settings.guidance_sweep), clusters, settings.sweep_cells, job.seed
-            )
-        if generator.conditional and settings.augment_cluster and not generator.uses_holdout:
-            reporter.stage(job, "augmentation")
-            cluster = settings.augment_cluster
-            if cluster == "rarest":
-                cluster = rarest_cluster(prepared, settings.min_cluster_cells)
-            make = lambda: get_generator(job.generator).create(seed=job.seed, device=device, **job.params)  # noqa: E731
-            owner = record["scores"][extras_owner(suite.protocols)]
-            owner["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
-        if not generator.uses_holdout:
-            reporter.stage(job, "diagnostics")
-            checks = generator.diagnose(
-                prepared.holdout, prepared.test, protocol="scgan-v1", seed=job.seed, n_trees=settings.n_trees
-            )
-            diagnostics = getattr(generator, "diagnostics", None)
-            record["diagnostics"] = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
+        with time_limit(job.timeout):
+            _fit_sample_score(job, prepared, context, suite, device, store, reporter, record)
         failed = scores_failed(record["scores"])
         record["status"], record["error"] = ("failed", failed) if failed else ("ok", None)
-    except Exception as exc:  # one failing job must not stop the others
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one failing job (even sys.exit or a timeout) must not stop the others
         record["status"] = "failed"
-        record["error"] = _one_line(exc)
+        record["error"] = failure_message(exc)
         record["traceback"] = traceback.format_exc()
     record["seconds"] = time.perf_counter() - t0
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -256,16 +222,158 @@ def run_job(
     return record
 
 
+def _fit_sample_score(
+    job: Job, prepared: PreparedData, context: ScoringContext, suite: Suite, device: str, store: RunStore,
+    reporter: Reporter, record: dict[str, Any],
+) -> None:
+    settings = suite.evaluate
+    generator = get_generator(job.generator).create(seed=job.seed, device=device, **job.params)
+    record["params_resolved"] = {k: v for k, v in generator.get_params().items()}
+    reporter.stage(job, "fit")
+    fit_data = prepared.holdout if generator.uses_holdout else prepared.train
+    generator.fit(fit_data, prepared.labels_key)
+    record["fit_seconds"] = generator.fit_usage.seconds
+    record["fit_peak_rss_mb"] = generator.fit_usage.peak_rss_mb
+    record["fit_peak_rss_delta_mb"] = generator.fit_usage.peak_rss_delta_mb
+    record["fit_peak_gpu_mb"] = generator.fit_usage.peak_gpu_mb
+    reporter.stage(job, "sample")
+    n_cells = settings.n_generated or prepared.test.n_obs
+    guidance = settings.guidance if generator.supports_guidance else None
+    # one sample per job: a conditional generator makes as many cells of each cluster as the real test set has
+    labels = None
+    if generator.conditional and settings.n_generated is None:
+        labels = test_composition(prepared)
+        n_cells = sum(labels.values())
+    samples = generator.sample(n_cells, labels=labels, guidance=guidance, seed=job.seed)
+    check_whole_counts(samples.X, job.label)
+    warnings = library_size_warnings(samples.X, largest_library(prepared))
+    if warnings:
+        record["output_warnings"] = warnings
+    record["sample_seconds"] = generator.sample_usage.seconds
+    record["sample_peak_rss_mb"] = generator.sample_usage.peak_rss_mb
+    record["n_generated"] = n_cells
+    if settings.save_samples:
+        store.write_samples(job.job_id, samples)
+    reporter.stage(job, "score")
+    record["scores"] = score_sample(context, samples, suite.protocols, settings, job.seed)
+    if generator.supports_guidance and settings.guidance_sweep:
+        reporter.stage(job, "guidance sweep")
+        clusters = list(settings.sweep_clusters) if settings.sweep_clusters else None
+        record["guidance_sweep"] = guidance_sweep(
+            generator, prepared, list(settings.guidance_sweep), clusters, settings.sweep_cells, job.seed
+        )
+    if generator.conditional and settings.augment_cluster and not generator.uses_holdout:
+        reporter.stage(job, "augmentation")
+        cluster = settings.augment_cluster
+        if cluster == "rarest":
+            cluster = rarest_cluster(prepared, settings.min_cluster_cells)
+        make = lambda: get_generator(job.generator).create(seed=job.seed, device=device, **job.params)  # noqa: E731
+        owner = record["scores"][extras_owner(suite.protocols)]
+        owner["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
+    if not generator.uses_holdout:
+        reporter.stage(job, "diagnostics")
+        checks = generator.diagnose(
+            prepared.holdout, prepared.test, protocol="scgan-v1", seed=job.seed, n_trees=settings.n_trees
+        )
+        diagnostics = getattr(generator, "diagnostics", None)
+        record["diagnostics"] = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
+
+
+def largest_library(prepared: PreparedData) -> float:
+    """The largest total count of any real cell (train, test or holdout): a ceiling no generated cell should pass."""
+    return max(float(np.asarray(part.X.sum(axis=1)).max()) for part in (prepared.train, prepared.test,
+                                                                         prepared.holdout) if part.n_obs)
+
+
+def reuse(job: Job, store: RunStore, context: ScoringContext, suite: Suite, reporter: Reporter
+          ) -> dict[str, Any] | None:
+    """The job's finished record from an earlier run into this folder, rescored from its stored sample under the
+    suite protocols it lacks; None when the job must be computed. A reused record is written back."""
+    previous = store.read_record(job.job_id)
+    if previous is None or previous.get("status") != "ok" or previous.get("key") != job.key:
+        return None
+    record = previous | {"reused": True}
+    if missing_protocols(previous, suite.protocols, suite.evaluate):
+        stored = store.read_samples(job.job_id)
+        if stored is None:
+            return None
+        reporter.stage(job, "score")
+        record = rescore(record, context, stored, suite.protocols, suite.evaluate)
+    store.write_record(job.job_id, record)
+    return record
+
+
+Batch = Callable[[list[Job]], Iterator[tuple[Job, dict[str, Any]]]]
+
+
+def run_claimed(jobs: Sequence[Job], store: RunStore, run_batch: Batch,
+                reuse_record: Callable[[Job], dict[str, Any] | None],
+                on_done: Callable[[Job, dict[str, Any]], None]) -> None:
+    """Compute `jobs` through `run_batch`, each under its claim in the store, so that two runs into one folder
+    split the work and never compute a job twice. A job another live process holds is waited for and its record
+    taken; if that process dies first, the job is computed here."""
+    todo, waiting = list(jobs), {}
+    while todo or waiting:
+        held: dict[str, tuple[Job, Claim]] = {}
+        for job in todo:
+            claim = store.claim(job.job_id)
+            if claim is None:
+                waiting[job.job_id] = (job, store.read_record(job.job_id))
+                continue
+            record = reuse_record(job)  # finished by another process since this run looked
+            if record is not None:
+                claim.release()
+                on_done(job, record)
+            else:
+                held[job.job_id] = (job, claim)
+        try:
+            for job, record in run_batch([job for job, _ in held.values()]):
+                held.pop(job.job_id)[1].release()
+                on_done(job, record)
+        finally:
+            for _, claim in held.values():
+                claim.release()
+        todo = []
+        while waiting and not todo:
+            time.sleep(CLAIM_POLL_SECONDS)
+            for job_id, (job, seen) in list(waiting.items()):
+                record = collect(job, store, seen)
+                if record is None:
+                    continue
+                del waiting[job_id]
+                if record == {}:
+                    todo.append(job)
+                else:
+                    on_done(job, reuse_record(job) or record)
+
+
+def collect(job: Job, store: RunStore, seen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """After another process held `job`: its new record once the claim is gone, or None while it is held.
+
+    `seen` is the record on disk when the wait began; if the claim went away and the record did not change,
+    the other process died before finishing and the job is left to the caller to compute ({}).
+    """
+    if store.claimed(job.job_id):
+        return None
+    record = store.read_record(job.job_id)
+    if record is not None and record.get("key") == job.key and record != seen:
+        return record
+    return {}
+
+
 def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResult:
     reporter = reporter or SilentReporter()
     suite = request.suite
     protocols = [get_protocol(name) for name in suite.protocols]
     resolve_device(request.device)
+    if request.labels is not None and request.clusters is not None:
+        raise ScldbenchError("give either --labels (an obs column) or --clusters (computed clusters), not both")
+    _entries(suite, request.generators)  # unknown --generators names fail before any data is read
+    store = RunStore(request.out)
+    store.check_writable()
     adata, spec, note = resolve_data(suite, request.data)
     defaults: dict[str, Any] = {"labels_key": spec.labels_key, "n_clusters": spec.n_clusters}
     settings = suite.prepare_settings(defaults)
-    if request.labels is not None and request.clusters is not None:
-        raise ScldbenchError("give either --labels (an obs column) or --clusters (computed clusters), not both")
     if request.labels is not None:
         settings = replace(settings, labels_key=request.labels, n_clusters=None)
     if request.clusters is not None:
@@ -273,7 +381,6 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     prepared = prepare(adata, settings, use_cache=request.use_cache)
     seeds = tuple(range(request.seeds)) if request.seeds else suite.seeds
     jobs = plan_jobs(suite, prepared, request.generators, seeds)
-    store = RunStore(request.out)
     run_info = {
         "suite": suite.name, "suite_source": suite.source, "dataset": spec.name, "requested_dataset":
         request.data or suite.dataset, "note": note, "protocols": {p.name: p.description for p in protocols},
@@ -287,24 +394,35 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     store.write_run(run_info)
     if suite.evaluate.save_samples:
         store.write_real_test(prepared.test)
+    moved = store.set_aside(lambda r: r.get("fingerprint") == prepared.fingerprint)
+    if moved:
+        log.warning("%d records in %s were made on other data; moved to jobs/superseded (this run's tables leave "
+                    "them out)", moved, store.root)
     reporter.start(jobs, note)
     store.supersede({(job.label, job.seed): job.key for job in jobs})
-    records = []
     context = ScoringContext(prepared)
-    for job in jobs:
-        previous = store.read_record(job.job_id)
-        reusable = previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key
-        missing = missing_protocols(previous, suite.protocols, suite.evaluate) if reusable else []
-        stored = store.read_samples(job.job_id) if missing else None
-        if reusable and (not missing or stored is not None):
-            record = previous | {"reused": True}
-            if missing:
-                reporter.stage(job, "score")
-                record = rescore(record, context, stored, suite.protocols, suite.evaluate)
-            store.write_record(job.job_id, record)
-        else:
-            dataset = {"dataset": spec.name, "dataset_note": note}
-            record = run_job(job, prepared, context, suite, request.device, store, reporter, dataset)
-        records.append(record)
+    dataset = {"dataset": spec.name, "dataset_note": note}
+    done: dict[str, dict[str, Any]] = {}
+
+    def finish(job: Job, record: dict[str, Any]) -> None:
+        done[job.job_id] = record
         reporter.done(job, record)
+
+    def reuse_record(job: Job) -> dict[str, Any] | None:
+        return reuse(job, store, context, suite, reporter)
+
+    pending = []
+    for job in jobs:
+        record = reuse_record(job)
+        if record is None:
+            pending.append(job)
+        else:
+            finish(job, record)
+
+    def run_batch(batch: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
+        for job in batch:
+            yield job, run_job(job, prepared, context, suite, request.device, store, reporter, dataset)
+
+    run_claimed(pending, store, run_batch, reuse_record, finish)
+    records = [done[job.job_id] for job in jobs]
     return RunResult(store, records, spec.name, note, run_info)

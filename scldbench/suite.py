@@ -7,8 +7,10 @@ dataset = "pbmc68k"                 # a named dataset or a path
 fallback_dataset = "pbmc68k-mini"   # used, and stated in every output, when `dataset` cannot be had
 protocols = ["scgan-v1", "hvg-pca30-v1"]  # default; the old `protocol = "x"` means ["x"]
 seeds = 3                           # or a list, e.g. [0, 1, 2]
+timeout_seconds = 3600             # time limit of every job (optional); a job past it is recorded as failed
 generators = ["*"]                  # "*" is every registered generator; beside it, names and variants:
-                                    # { name = "scld", label = "scld-add", params = { fusion = "add" } }
+                                    # { name = "scld", label = "scld-add", params = { fusion = "add" },
+                                    #   timeout = 600 }  (this entry's own time limit in seconds)
 [prepare]                           # overrides of PrepareSettings (labels_key, n_clusters, test_fraction...)
 [evaluate]                          # n_trees, per_cluster, min_cluster_cells, guidance, n_generated
 [params.scld]                       # parameters for every job of that generator
@@ -30,9 +32,11 @@ else:  # pragma: no cover
 
 from scldbench.data.prepare import PrepareSettings
 from scldbench.errors import ScldbenchError, suggest
+from scldbench.suite_values import hints, range_problem, type_problem
 
 TOP_KEYS = {"name", "description", "dataset", "fallback_dataset", "protocol", "protocols", "seeds", "generators",
-            "prepare", "evaluate", "params"}
+            "prepare", "evaluate", "params", "timeout_seconds"}
+ENTRY_KEYS = {"name", "label", "params", "timeout"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class GeneratorEntry:
     name: str
     label: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: seconds this entry's jobs may run (None: the suite's timeout_seconds)
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class Suite:
     evaluate: EvaluateSettings
     params: dict[str, dict[str, Any]]
     source: str = ""
+    #: seconds every job may run unless its entry says otherwise (None: no limit)
+    timeout_seconds: float | None = None
 
     @property
     def protocol(self) -> str:
@@ -104,8 +112,10 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
         if value < 1:
             raise _fail(where, "seeds", f"must be at least 1, got {value}")
         return tuple(range(value))
-    if not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
-        raise _fail(where, "seeds", f"must be a non-empty list of integers, got {value!r}")
+    if not value or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
+        raise _fail(where, "seeds", f"must be a non-empty list of integers of at least 0, got {value!r}")
+    if len(set(value)) != len(value):
+        raise _fail(where, "seeds", f"lists a seed twice: {value!r}")
     return tuple(value)
 
 
@@ -127,6 +137,15 @@ def _protocols(data: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _timeout(value: Any, where: str, key: str) -> float | None:
+    if value is None:
+        return None
+    problem = type_problem(value, float) or range_problem(value, "timeout")
+    if problem:
+        raise _fail(where, key, f"{problem} (seconds)")
+    return float(value)
+
+
 def _generators(value: Any, where: str) -> tuple[GeneratorEntry, ...]:
     if value == "*":
         value = ["*"]
@@ -139,13 +158,18 @@ def _generators(value: Any, where: str) -> tuple[GeneratorEntry, ...]:
         if isinstance(item, str):
             entries.append(GeneratorEntry(item, item))
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            unknown = set(item) - {"name", "label", "params"}
+            unknown = set(item) - ENTRY_KEYS
             if unknown:
-                raise _fail(where, "generators", f"entry {item['name']!r} has unknown keys {sorted(unknown)}")
+                raise _fail(where, "generators", f"entry {item['name']!r} has unknown keys {sorted(unknown)}; "
+                            f"known: {', '.join(sorted(ENTRY_KEYS))}")
             params = item.get("params", {})
             if not isinstance(params, dict):
                 raise _fail(where, "generators", f"params of {item['name']!r} must be a table")
-            entries.append(GeneratorEntry(item["name"], str(item.get("label", item["name"])), params))
+            label = item.get("label", item["name"])
+            if not isinstance(label, str) or not label.strip():
+                raise _fail(where, "generators", f"label of {item['name']!r} must be a non-empty string, got {label!r}")
+            timeout = _timeout(item.get("timeout"), where, f"generators.{item['name']}.timeout")
+            entries.append(GeneratorEntry(item["name"], label, params, timeout))
         else:
             raise _fail(where, "generators", f"entry {item!r} must be a name or a table with a 'name'")
     labels = [e.label for e in entries]
@@ -166,29 +190,86 @@ def _table(data: dict, key: str, where: str, allowed: set[str]) -> dict[str, Any
     return value
 
 
+def _check_settings(values: dict[str, Any], settings_class: type, section: str, where: str) -> None:
+    """Type and range of every value of a [prepare] or [evaluate] table, against the dataclass's annotations."""
+    annotations = hints(settings_class)
+    for key, value in values.items():
+        problem = type_problem(value, annotations.get(key, Any)) or range_problem(value, f"{section}.{key}")
+        if problem:
+            raise _fail(where, f"{section}.{key}", problem)
+
+
+def _check_generator_params(name: str, params: dict[str, Any], where: str, key: str) -> None:
+    """Names, types and accepted values of a generator's parameters, against its constructor."""
+    from scldbench.registry import generator_names, get_generator
+
+    known = generator_names()
+    if name not in known:
+        raise _fail(where, key, f"unknown generator {name!r}{suggest(name, known)}; see `scldbench list generators`")
+    try:
+        cls = get_generator(name)
+    except ScldbenchError:
+        return  # a plugin that cannot be imported: its jobs fail with the reason, the others run
+    accepted = cls.parameters()
+    annotations: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass):
+            annotations |= hints(klass.__init__)
+    for param, value in params.items():
+        if param in ("seed", "device"):
+            raise _fail(where, f"{key}.{param}", "is set by the run (seeds = ..., --device), not per generator")
+        if param not in accepted:
+            settable = sorted(p for p in accepted if p not in ("seed", "device"))
+            raise _fail(where, f"{key}.{param}", f"generator {name!r} has no such parameter{suggest(param, accepted)}; "
+                        f"known: {', '.join(settable) if settable else 'none (it takes no parameters)'}")
+        problem = type_problem(value, annotations.get(param, Any))
+        if problem:
+            raise _fail(where, f"{key}.{param}", problem)
+    if cls.missing_requirements():
+        return
+    try:  # constructors check accepted values (choices, ranges); they build no model
+        cls.create(seed=0, device="cpu", **params)
+    except (ScldbenchError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(where, key, f"generator {name!r} refuses these parameters: {first}") from None
+
+
 def parse_suite(data: dict[str, Any], where: str) -> Suite:
     for key in data:
         if key not in TOP_KEYS:
             raise _fail(where, key, f"unknown key{suggest(key, TOP_KEYS)}; known: {', '.join(sorted(TOP_KEYS))}")
     for key in ("name", "dataset"):
-        if not isinstance(data.get(key), str):
-            raise _fail(where, key, "is required and must be a string")
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise _fail(where, key, "is required and must be a non-empty string")
+    for key in ("description", "fallback_dataset"):
+        if key in data and not isinstance(data[key], str):
+            raise _fail(where, key, f"must be a string, got {data[key]!r}")
     prepare = _table(data, "prepare", where, {f.name for f in fields(PrepareSettings)})
-    evaluate = _table(data, "evaluate", where, {f.name for f in fields(EvaluateSettings)})
+    evaluate = dict(_table(data, "evaluate", where, {f.name for f in fields(EvaluateSettings)}))
+    _check_settings(prepare, PrepareSettings, "prepare", where)
+    fractions = prepare.get("test_fraction", PrepareSettings.test_fraction) + prepare.get(
+        "holdout_fraction", PrepareSettings.holdout_fraction)
+    if fractions >= 1:
+        raise _fail(where, "prepare", f"test_fraction + holdout_fraction must be less than 1, got {fractions:g}")
+    if isinstance(evaluate.get("sweep_clusters"), list):  # cluster names may be written as numbers
+        evaluate["sweep_clusters"] = [str(v) for v in evaluate["sweep_clusters"]]
+    _check_settings(evaluate, EvaluateSettings, "evaluate", where)
+    for key in ("guidance_sweep", "sweep_clusters"):
+        if key in evaluate:
+            if not evaluate[key]:
+                raise _fail(where, f"evaluate.{key}", "must be a non-empty list")
+            evaluate[key] = tuple(str(v) if key == "sweep_clusters" else float(v) for v in evaluate[key])
+    evaluate_settings = EvaluateSettings(**evaluate)
     params = data.get("params", {})
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         raise _fail(where, "params", "must be a table of tables, e.g. [params.scld]")
-    for key in ("guidance_sweep", "sweep_clusters"):
-        if key in evaluate:
-            if not isinstance(evaluate[key], list) or not evaluate[key]:
-                raise _fail(where, f"evaluate.{key}", "must be a non-empty list")
-            evaluate[key] = tuple(str(v) if key == "sweep_clusters" else float(v) for v in evaluate[key])
-    try:
-        evaluate_settings = EvaluateSettings(**evaluate)
-        PrepareSettings(**prepare)
-    except TypeError as exc:
-        raise _fail(where, "prepare/evaluate", str(exc)) from exc
     protocols = _protocols(data, where)
+    generators = _generators(data.get("generators", ["*"]), where)
+    for name, table in params.items():
+        _check_generator_params(name, table, where, f"params.{name}")
+    for entry in generators:
+        _check_generator_params(entry.name, params.get(entry.name, {}) | entry.params, where,
+                                f"generators.{entry.label}")
     return Suite(
         name=data["name"],
         description=str(data.get("description", "")),
@@ -196,11 +277,12 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
         fallback_dataset=data.get("fallback_dataset"),
         protocols=protocols,
         seeds=_seeds(data.get("seeds", 1), where),
-        generators=_generators(data.get("generators", ["*"]), where),
+        generators=generators,
         include_all="*" in data.get("generators", ["*"]),
         prepare=prepare,
         evaluate=evaluate_settings,
         params=params,
+        timeout_seconds=_timeout(data.get("timeout_seconds"), where, "timeout_seconds"),
     )
 
 

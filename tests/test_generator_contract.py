@@ -162,7 +162,7 @@ def test_fit_records_time_and_memory(counts):
 def test_save_load_gives_identical_samples(cls, counts, tmp_path):
     gen = cls.create(seed=5).fit(counts, "group")
     gen.save(tmp_path / "model")
-    loaded = Generator.load(tmp_path / "model")
+    loaded = (cls if cls is MeanGenerator else Generator).load(tmp_path / "model")  # MeanGenerator is unregistered
     assert type(loaded) is cls
     np.testing.assert_array_equal(_dense(gen.sample(15, seed=2).X), _dense(loaded.sample(15, seed=2).X))
 

@@ -29,16 +29,16 @@ def test_generator_variants_and_params(tmp_path):
 name = "x"
 dataset = "pbmc68k-mini"
 seeds = [3, 5]
-generators = ["positive", { name = "nb", label = "nb-size", params = { library_size = true } }]
+generators = ["positive", { name = "nb", label = "nb-size", params = { library_size = "none" }, timeout = 60 }]
 [params.nb]
-epochs = 2
+method = "moments"
 [evaluate]
 n_trees = 10
 '''))
     assert suite.seeds == (3, 5)
     assert [e.label for e in suite.generators] == ["positive", "nb-size"]
-    assert suite.generators[1].params == {"library_size": True}
-    assert suite.params == {"nb": {"epochs": 2}} and suite.evaluate.n_trees == 10
+    assert suite.generators[1].params == {"library_size": "none"} and suite.generators[1].timeout == 60
+    assert suite.params == {"nb": {"method": "moments"}} and suite.evaluate.n_trees == 10
 
 
 @pytest.mark.parametrize(

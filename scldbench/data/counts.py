@@ -36,9 +36,10 @@ def check_counts(x: ArrayLike, what: str = "the data", sample: int = 2_000_000) 
             "pass raw counts (e.g. adata.raw or the layer holding counts)"
         )
     nonzero = values[values != 0]
-    if nonzero.size and not np.allclose(nonzero, np.round(nonzero), atol=1e-6):
+    fractional = np.flatnonzero(np.abs(nonzero - np.round(nonzero)) > 1e-6)
+    if fractional.size:
         hint = "log-normalised" if nonzero.max() < 30 else "normalised"
         raise ScldbenchError(
-            f"{what} holds non-integer values (max {nonzero.max():.3g}), so it looks {hint}; "
-            "pass raw counts (e.g. adata.raw, adata.layers['counts'])"
+            f"{what} holds non-integer values (e.g. {nonzero[fractional[0]]:.6g}; max {nonzero.max():.3g}), "
+            f"so it looks {hint}; pass raw counts (e.g. adata.raw, adata.layers['counts'])"
         )

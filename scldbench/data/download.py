@@ -38,7 +38,7 @@ def _checksums(folder: Path) -> dict[str, str]:
 
 def _record_checksum(folder: Path, filename: str, digest: str) -> None:
     sums = _checksums(folder) | {filename: digest}
-    tmp = folder / f".{CHECKSUMS}.tmp"
+    tmp = folder / f".{CHECKSUMS}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(sums, indent=2, sort_keys=True))
     os.replace(tmp, folder / CHECKSUMS)
 

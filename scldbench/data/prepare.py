@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass, field
 
 import anndata as ad
@@ -168,9 +169,12 @@ def prepare(adata: ad.AnnData, settings: PrepareSettings, use_cache: bool = True
     else:
         full = _prepare_uncached(adata, settings)
         if use_cache:
-            tmp = cached.with_suffix(".part.h5ad")
-            full.write_h5ad(tmp)
-            os.replace(tmp, cached)
+            tmp = cached.with_name(f".{cached.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}.part.h5ad")
+            try:  # a name of its own: two runs preparing the same data must not write one HDF5 file
+                full.write_h5ad(tmp)
+                os.replace(tmp, cached)
+            finally:
+                tmp.unlink(missing_ok=True)
     return _split_prepared(full, settings, fingerprint)
 
 

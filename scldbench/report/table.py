@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from scldbench.results import protocol_views
@@ -55,14 +56,14 @@ def results_table(records: Sequence[dict[str, Any]], title: str, caption: str | 
     for (label, protocol), group in group_records(records).items():
         ok = [r for r in group if r["status"] == "ok"]
         failed = [r for r in group if r["status"] != "ok"]
-        status = "ok" if not failed else f"[red]{len(failed)} failed[/red]: {failed[0].get('error') or ''}"
+        status = "ok" if not failed else f"[red]{len(failed)} failed[/red]: {escape(failed[0].get('error') or '')}"
 
         def metric(name: str, rows: list[dict[str, Any]] = ok) -> str:
             values = [r["metrics"].get(name) for r in rows]
             return _fmt(_mean(values)) + _spread(values)
 
         table.add_row(
-            label, protocol, str(len(group)), status, metric("rf_auc"), metric("mmd"),
+            escape(str(label)), protocol, str(len(group)), status, metric("rf_auc"), metric("mmd"),
             metric("cluster_rf_auc_mean"), _fmt(_mean([r.get("fit_seconds") for r in ok]), 1),
             _fmt(_mean([r.get("sample_seconds") for r in ok]), 2),
             _fmt(_mean([r.get("fit_peak_rss_delta_mb") for r in ok]), 0),

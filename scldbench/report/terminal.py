@@ -45,11 +45,11 @@ def print_boards(console: Console, boards: Sequence[Board], metrics: Sequence[st
     for board in boards:
         console.print(rich_table(tables.leaderboard_table(board, metrics)))
         for note in board.notes:
-            console.print(Text("note: ", style="yellow") + Text(note), highlight=False)
+            console.print(Text("note: ", style="yellow") + Text(str(note)), highlight=False)
     for summary in win_rates(boards):
         console.print(rich_table(tables.win_rate_table(summary)))
     if sort:
-        console.print(f"rows sorted by {sort}, best first", highlight=False)
+        console.print(Text(f"rows sorted by {sort}, best first"), highlight=False)
     console.print(RANKING_NOTE, style="dim", highlight=False)
 
 

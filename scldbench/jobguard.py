@@ -1,0 +1,54 @@
+"""What keeps one job from taking the run down: a time limit and a one-line account of any failure.
+
+`run_job` runs every job inside `time_limit` and turns whatever escapes it (an exception, `SystemExit`,
+`MemoryError`, `JobTimeout`) into a failed record; only KeyboardInterrupt (Ctrl-C, and SIGTERM as `Terminated`)
+stops the run. The time limit of the serial path is SIGALRM (`signal.setitimer`), which works in the main
+thread of a POSIX process: it interrupts Python code, but not a single long call into C that never returns to
+the interpreter; an executor running jobs in child processes can enforce its limit by ending the child instead.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from scldbench.errors import JobTimeout, ScldbenchError
+
+
+def can_time_limit() -> bool:
+    """True where `time_limit` can interrupt: the main thread of a process on a system with SIGALRM."""
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise JobTimeout in this (main) thread once `seconds` have passed; no limit for None or off the main thread."""
+    if not seconds or not can_time_limit():
+        yield
+        return
+
+    def _alarm(signum: int, frame: Any) -> None:
+        raise JobTimeout(f"timed out after {seconds:g} s (the suite's time limit for this generator)")
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line saying why a job failed, quoting the plugin's own message where it gave one."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, ScldbenchError | JobTimeout):
+        return text
+    if isinstance(exc, SystemExit):
+        return f"the generator called sys.exit({exc.code!r}); the job was stopped and the run went on"
+    if isinstance(exc, MemoryError):
+        return f"out of memory (MemoryError{': ' + text if text else ''}); try fewer cells or a smaller model"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -32,9 +32,10 @@ from scldbench.evaluation import (
     score_clusters,
     summarise_clusters,
 )
+from scldbench.executors import JobContext, make_executor, resolve_execution
 from scldbench.protocols import Protocol, get_protocol
 from scldbench.provenance import versions
-from scldbench.registry import generator_names, get_generator, list_generators
+from scldbench.registry import generator_names, get_generator, list_generators, runtime_generators
 from scldbench.store import RunStore
 from scldbench.suite import GeneratorEntry, Suite
 
@@ -84,6 +85,12 @@ class RunRequest:
     seeds: int | None = None
     device: str = "auto"
     use_cache: bool = True
+    #: serial | processes | ray (None: processes, as many workers as the machine's cores and memory allow)
+    executor: str | None = None
+    workers: int | None = None
+    threads: int | None = None
+    #: Ray cluster address ("auto" joins a running cluster); None starts a local instance
+    address: str | None = None
 
 
 @dataclass
@@ -176,9 +183,10 @@ def _one_line(exc: BaseException) -> str:
 
 def run_job(
     job: Job, prepared: PreparedData, protocol: Protocol, suite: Suite, device: str, store: RunStore,
-    reporter: Reporter, dataset: dict[str, Any],
+    reporter: Reporter, dataset: dict[str, Any], execution: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit, sample and score one job; the record is written whatever happens (failures included)."""
+    """Fit, sample and score one job; the record is written whatever happens (failures included).
+    `execution` (executor, workers, threads) is stored in the record as it is."""
     settings = suite.evaluate
     record: dict[str, Any] = {
         "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
@@ -188,7 +196,7 @@ def run_job(
         "protocol_description": protocol.description, "status": "running", "error": None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(), "device": describe_device(resolve_device(device)),
-        "fit_seconds": None, "sample_seconds": None, "metrics": {}, "per_cluster": {},
+        "fit_seconds": None, "sample_seconds": None, "metrics": {}, "per_cluster": {}, "execution": execution,
     }
     t0 = time.perf_counter()
     try:
@@ -284,15 +292,35 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
         store.write_real_test(prepared.test)
     reporter.start(jobs, note)
     store.supersede({(job.label, job.seed): job.key for job in jobs})
-    records = []
+    records: dict[str, dict[str, Any]] = {}
+    pending = []
     for job in jobs:
         previous = store.read_record(job.job_id)
         if previous is not None and previous.get("status") == "ok" and previous.get("key") == job.key:
-            record = previous | {"reused": True}
-            store.write_record(job.job_id, record)
+            records[job.key] = previous | {"reused": True}
+            store.write_record(job.job_id, records[job.key])
+            reporter.done(job, records[job.key])
         else:
-            dataset = {"dataset": spec.name, "dataset_note": note}
-            record = run_job(job, prepared, protocol, suite, request.device, store, reporter, dataset)
-        records.append(record)
-        reporter.done(job, record)
-    return RunResult(store, records, spec.name, note, run_info)
+            pending.append(job)
+    execution = resolve_execution(
+        request.executor, len(pending), workers=request.workers, threads=request.threads, address=request.address,
+        data_mb=_data_mb(prepared),
+    )
+    run_info["execution"] = execution.as_record()
+    store.write_run(run_info)
+    if pending:
+        context = JobContext(suite, request.device, store.root, {"dataset": spec.name, "dataset_note": note},
+                             runtime_generators())
+        for job, record in make_executor(execution).run(pending, prepared, context, reporter.stage):
+            records[job.key] = record
+            reporter.done(job, record)
+    return RunResult(store, [records[job.key] for job in jobs], spec.name, note, run_info)
+
+
+def _data_mb(prepared: PreparedData) -> float:
+    """Memory of the prepared matrices (what each worker process holds a copy of)."""
+    total = 0
+    for part in (prepared.train, prepared.test, prepared.holdout):
+        x = part.X
+        total += sum(a.nbytes for a in (x.data, x.indices, x.indptr)) if hasattr(x, "indptr") else x.nbytes
+    return total / 2**20

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from scldbench.suite import Suite
 
 EXECUTORS = ("serial", "processes", "ray")
+#: environment variable naming the executor used when --executor is not given
+EXECUTOR_ENV_VAR = "SCLDBENCH_EXECUTOR"
 #: environment variables read by BLAS / OpenMP libraries when they load
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                    "NUMEXPR_NUM_THREADS")
@@ -98,9 +100,9 @@ def resolve_execution(
     executor: str | None, n_jobs: int, *, workers: int | None = None, threads: int | None = None,
     address: str | None = None, data_mb: float = 0.0,
 ) -> Execution:
-    """The executor the user asked for (default `processes`), with workers and threads filled in from the
-    machine. `processes` with one worker runs in this process (no worker to start for nothing)."""
-    name = executor or "processes"
+    """The executor the user asked for (default: $SCLDBENCH_EXECUTOR, else `processes`), with workers and
+    threads filled in from the machine. `processes` with one worker runs in this process."""
+    name = executor or os.environ.get(EXECUTOR_ENV_VAR) or "processes"
     if name not in EXECUTORS:
         raise ScldbenchError(f"unknown executor {name!r}{suggest(name, EXECUTORS)}; use one of {', '.join(EXECUTORS)}")
     if workers is not None and workers < 1:

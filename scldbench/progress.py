@@ -94,7 +94,7 @@ class LogReporter:
         elif record.get("reused"):
             self._line(f"reused {_name(job)} {progress} (finished earlier, same settings)")
         else:
-            scores = " ".join(f"{k} {v:.4g}" for k, v in main_scores(record).items())
+            scores = " ".join(f"{k} {v:.3f}" for k, v in main_scores(record).items())
             self._line(f"done {_name(job)}{took} {progress}{': ' + scores if scores else ''}")
         if self.finished >= self.total:
             self.close()
@@ -148,7 +148,7 @@ class LiveReporter:
         if record.get("status") != "ok":
             self.progress.console.print(f"[red]failed[/red] {_name(job)}: {record.get('error')}", highlight=False)
         else:
-            scores = "  ".join(f"{k} {v:.4g}" for k, v in main_scores(record).items())
+            scores = "  ".join(f"{k} {v:.3f}" for k, v in main_scores(record).items())
             seconds = record.get("seconds")
             took = f" in {_duration(seconds)}" if isinstance(seconds, int | float) and not record.get("reused") else ""
             self.progress.console.print(

@@ -88,6 +88,7 @@ def _metrics(records):
     return {(r["label"], r["seed"]): (r["metrics"], r["per_cluster"]) for r in records}
 
 
+@pytest.mark.slow
 def test_processes_give_the_records_serial_gives(tmp_path):
     smoke = load_suite("smoke")
     serial = run_suite(RunRequest(suite=smoke, out=tmp_path / "serial", executor="serial"))
@@ -103,6 +104,7 @@ def test_processes_give_the_records_serial_gives(tmp_path):
     assert serial.records[0]["execution"]["executor"] == "serial"
 
 
+@pytest.mark.slow
 def test_a_dying_worker_becomes_a_failed_record_and_the_others_finish(tmp_path, dying_generators):
     chosen = suite('["exits", "killed", "random", "threads-probe", "shuffle"]')
     result = run_suite(RunRequest(suite=chosen, out=tmp_path / "run", executor="processes", workers=2, threads=1))
@@ -127,12 +129,15 @@ def test_death_reasons_name_the_signal_and_the_likely_cause():
     assert "code 1" in death_reason(1)
 
 
-def test_execution_defaults_and_mistakes():
+def test_execution_defaults_and_mistakes(monkeypatch):
+    monkeypatch.delenv("SCLDBENCH_EXECUTOR", raising=False)
     default = resolve_execution(None, 50)
     assert default.executor in ("processes", "serial") and 1 <= default.workers <= available_cores()
     assert default.workers * default.threads <= max(available_cores(), default.workers)
     assert resolve_execution(None, 1).executor == "serial"  # one job: no worker to start
     assert resolve_execution("processes", 8, workers=2).as_record()["workers"] == 2
+    monkeypatch.setenv("SCLDBENCH_EXECUTOR", "serial")
+    assert resolve_execution(None, 50).executor == "serial"
     with pytest.raises(ScldbenchError, match="unknown executor 'prosesses'.*did you mean: processes"):
         resolve_execution("prosesses", 3)
     with pytest.raises(ScldbenchError, match="--address is for --executor ray"):
@@ -141,6 +146,7 @@ def test_execution_defaults_and_mistakes():
         resolve_execution("processes", 3, workers=0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (scldbench[ray])")
 def test_a_local_ray_instance_runs_the_smoke_suite_and_a_failing_job(tmp_path):
     chosen = suite('["positive", "shuffle", "random", { name = "nb", label = "nb-broken", params = { method = "x" } }]')

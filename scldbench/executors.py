@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.progress import START
+from scldbench.threads import THREAD_ENV_VARS, available_cores, limit_threads
 
 if TYPE_CHECKING:
     from scldbench.data.prepare import PreparedData
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 EXECUTORS = ("serial", "processes", "ray")
 #: environment variable naming the executor used when --executor is not given
 EXECUTOR_ENV_VAR = "SCLDBENCH_EXECUTOR"
-#: environment variables read by BLAS / OpenMP libraries when they load
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                   "NUMEXPR_NUM_THREADS")
 #: memory a worker process needs besides its data (torch, scanpy, a model and its scores)
 WORKER_BASE_MB = 1500.0
 
@@ -64,14 +62,6 @@ class JobContext:
     dataset: dict[str, Any]
     #: generators registered at run time in this process (notebooks, tests): workers register them too
     runtime_generators: dict[str, type] = field(default_factory=dict)
-
-
-def available_cores() -> int:
-    """Cores this process may use (the CPU affinity mask, which SLURM and containers set)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - macOS
-        return max(os.cpu_count() or 1, 1)
 
 
 def available_memory_mb() -> float | None:
@@ -132,18 +122,6 @@ def make_executor(execution: Execution) -> SerialExecutor | ProcessExecutor | Ra
 
 
 # ---- running one job (in whichever process) ----
-
-
-def limit_threads(threads: int) -> None:
-    """Cap BLAS / OpenMP and torch threads in this process, so that N workers do not oversubscribe the cores."""
-    for var in THREAD_ENV_VARS:
-        os.environ[var] = str(threads)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def run_one(job: Job, prepared: PreparedData, ctx: JobContext, execution: Execution, on_stage: OnStage | None):
@@ -248,11 +226,17 @@ def _worker_main(conn: Any, execution: Execution) -> None:
     limit_threads(execution.threads)
     from scldbench import registry
 
-    ctx, prepared = conn.recv()
+    try:
+        ctx, prepared = conn.recv()
+    except EOFError:
+        return
     for name, cls in ctx.runtime_generators.items():
         registry.register(name, cls)
     while True:
-        job = conn.recv()
+        try:
+            job = conn.recv()
+        except EOFError:  # the parent is gone
+            return
         if job is None:
             return
         record = run_one(job, prepared, ctx, execution, lambda j, stage: conn.send(("stage", j.key, stage)))
@@ -281,7 +265,9 @@ class ProcessExecutor:
     def _start(self, mp_context: Any, payload: tuple[JobContext, PreparedData]) -> _Worker:
         parent, child = mp_context.Pipe()
         env = dict.fromkeys(THREAD_ENV_VARS, str(self.execution.threads))
-        process = mp_context.Process(target=_worker_main, args=(child, self.execution), daemon=True)
+        # not a daemon: libraries (joblib) refuse to parallelise inside daemon processes; a worker whose parent
+        # dies stops at its next read from the closed pipe
+        process = mp_context.Process(target=_worker_main, args=(child, self.execution), daemon=False)
         with _environment(env):
             process.start()
         child.close()

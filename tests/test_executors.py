@@ -161,3 +161,15 @@ def test_a_local_ray_instance_runs_the_smoke_suite_and_a_failing_job(tmp_path):
     # a rerun reuses what Ray finished, without starting Ray for nothing
     again = run_suite(RunRequest(suite=chosen, out=tmp_path / "run", executor="ray", generators=["positive"]))
     assert again.records[0]["reused"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (scldbench[ray])")
+def test_ray_gives_a_cuda_job_a_gpu(tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    result = run_suite(RunRequest(suite=suite('["positive", "random"]'), out=tmp_path / "run", executor="ray",
+                                  device="cuda"))
+    assert all(r["status"] == "ok" and r["device"].startswith("cuda") for r in result.records), result.records

@@ -37,50 +37,49 @@ def _squarings(widths: np.ndarray) -> list[int | None]:
     return out
 
 
-def _block_sums(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray, widths: np.ndarray,
-                split: int | None) -> np.ndarray:
+def _scaled_distances(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+    """-|a_i - b_j|^2 * scale as one matrix product: [a, |a|^2, 1] . [2b, -1, -|b|^2]^T * scale, clipped at 0."""
+    one_a, one_b = np.ones((len(a), 1), a.dtype), np.ones((len(b), 1), b.dtype)
+    left = np.hstack([a, (a * a).sum(axis=1, keepdims=True), one_a])
+    right = np.hstack([2 * b, -one_b, -(b * b).sum(axis=1, keepdims=True)]) * b.dtype.type(scale)
+    out = left @ right.T
+    return np.minimum(out, 0.0, out=out)
+
+
+def _block_sums(a: np.ndarray, b: np.ndarray, widths: np.ndarray, split: int | None) -> np.ndarray:
     """Per width, the sum of exp(-|a_i - b_j|^2 / width) over the block; with `split`, the columns from `split`
     on count twice (the mirrored half of a symmetric sum)."""
-    d2 = a @ b.T
-    d2 *= -2.0
-    d2 += na[:, None]
-    d2 += nb[None, :]
-    np.maximum(d2, 0.0, out=d2)
-    powers = _squarings(widths)
     sums = np.zeros(len(widths))
-    widest = np.exp(d2 * d2.dtype.type(-1.0 / widths.max()))
-    kernel = np.empty_like(widest)
 
-    def add(i: int, values: np.ndarray) -> None:
+    def total(values: np.ndarray) -> float:
         if split is None:
-            sums[i] += values.sum(dtype=np.float64)
-        else:
-            sums[i] += values[:, :split].sum(dtype=np.float64) + 2.0 * values[:, split:].sum(dtype=np.float64)
+            return values.sum(dtype=np.float64)
+        return values[:, :split].sum(dtype=np.float64) + 2.0 * values[:, split:].sum(dtype=np.float64)
 
-    for i, (width, p) in enumerate(zip(widths, powers, strict=True)):
-        if p is None:
-            np.multiply(d2, d2.dtype.type(-1.0 / width), out=kernel)
-            np.exp(kernel, out=kernel)
-        else:
-            np.copyto(kernel, widest)
-            for _ in range(p):
-                np.multiply(kernel, kernel, out=kernel)
-        add(i, kernel)
+    powers = _squarings(widths)
+    kernel = np.exp(_scaled_distances(a, b, 1.0 / widths.max()))
+    done = 0
+    for i in sorted((i for i, p in enumerate(powers) if p is not None), key=lambda i: powers[i]):
+        for _ in range(powers[i] - done):  # exp(-d/w)^(2^p), squaring in place from the widest kernel
+            np.multiply(kernel, kernel, out=kernel)
+        done = powers[i]
+        sums[i] = total(kernel)
+    for i in (i for i, p in enumerate(powers) if p is None):
+        sums[i] = total(np.exp(_scaled_distances(a, b, 1.0 / widths[i])))
     return sums
 
 
 def _mean_kernels(x: np.ndarray, y: np.ndarray | None, widths: np.ndarray, threads: int) -> np.ndarray:
     """Per width, the mean of exp(-|x_i - y_j|^2 / width) over all pairs (y None: x with itself, by symmetry)."""
     other = x if y is None else y
-    nx, ny = (x * x).sum(axis=1), (other * other).sum(axis=1)
     step = max(16, _BLOCK_ENTRIES // len(other))
     starts = range(0, len(x), step)
 
     def block(start: int) -> np.ndarray:
         stop = min(start + step, len(x))
         if y is None:  # rows start:stop against columns start: (the diagonal block once, the rest twice)
-            return _block_sums(x[start:stop], x[start:], nx[start:stop], nx[start:], widths, stop - start)
-        return _block_sums(x[start:stop], other, nx[start:stop], ny, widths, None)
+            return _block_sums(x[start:stop], x[start:], widths, stop - start)
+        return _block_sums(x[start:stop], other, widths, None)
 
     with ThreadPoolExecutor(max_workers=threads) as pool:  # numpy releases the GIL inside BLAS and ufuncs
         total = np.sum(list(pool.map(block, starts)), axis=0)

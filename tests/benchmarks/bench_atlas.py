@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,14 @@ def main() -> None:
          f"{prepared.info['n_genes']} genes after QC, {prepared.info['n_clusters']} clusters, sparse {sparse}")
     keep("prepare", usage, n_genes=prepared.info["n_genes"], sparse=sparse)
     del adata, counts
+
+    # what a worker process receives once (the processes executor pickles the prepared data through a pipe)
+    with track_usage() as usage:
+        payload = pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(payload)
+    line("pickle + unpickle prepared", usage, note=f"{len(payload) / 2**20:.0f} MiB sent to each worker")
+    keep("pickle + unpickle prepared", usage, mib=len(payload) / 2**20)
+    del payload
 
     protocol = get_protocol(args.protocol)
     for name in args.generators:

@@ -263,6 +263,11 @@ class ProcessExecutor:
         self.execution = execution
 
     def _start(self, mp_context: Any, payload: tuple[JobContext, PreparedData]) -> _Worker:
+        worker = self._spawn(mp_context)
+        worker.conn.send(payload)
+        return worker
+
+    def _spawn(self, mp_context: Any) -> _Worker:
         parent, child = mp_context.Pipe()
         env = dict.fromkeys(THREAD_ENV_VARS, str(self.execution.threads))
         # not a daemon: libraries (joblib) refuse to parallelise inside daemon processes; a worker whose parent
@@ -271,7 +276,6 @@ class ProcessExecutor:
         with _environment(env):
             process.start()
         child.close()
-        parent.send(payload)
         return _Worker(process, parent)
 
     def run(self, jobs: Sequence[Job], prepared: PreparedData, ctx: JobContext,
@@ -283,7 +287,10 @@ class ProcessExecutor:
         payload = (ctx, prepared)
         waiting = deque(jobs)
         by_key = {job.key: job for job in jobs}
-        workers = [self._start(mp_context, payload) for _ in range(min(self.execution.workers, len(jobs)))]
+        # all workers start importing at once; each then takes the data when it is ready for it
+        workers = [self._spawn(mp_context) for _ in range(min(self.execution.workers, len(jobs)))]
+        for w in workers:
+            w.conn.send(payload)
         try:
             while waiting or any(w.job for w in workers):
                 for w in workers:

@@ -7,14 +7,13 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -26,6 +25,7 @@ from scldbench.errors import (
     ScldbenchError,
     Terminated,
 )
+from scldbench.progress import LiveReporter, LogReporter
 from scldbench.report.table import results_table
 from scldbench.results import protocol_views
 
@@ -80,30 +80,6 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class ProgressReporter:
-    """A rich progress bar over jobs with the current job's stage."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task: Any = None
-
-    def start(self, jobs: Sequence[Any], note: str | None) -> None:
-        if note:
-            self.progress.console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
-        self.task = self.progress.add_task("starting", total=len(jobs))
-
-    def stage(self, job: Any, stage: str) -> None:
-        self.progress.update(self.task, description=escape(f"{job.label} seed {job.seed}: {stage}"))
-
-    def done(self, job: Any, record: dict[str, Any]) -> None:
-        if record["status"] != "ok":
-            self.progress.console.print(
-                Text("failed ", style="red") + Text(f"{job.label} seed {job.seed}: {record.get('error')}"),
-                highlight=False
-            )
-        self.progress.advance(self.task)
-
-
 @app.command()
 @friendly
 def run(
@@ -116,17 +92,29 @@ def run(
     out: Path = typer.Option(None, "--out", help="Run folder (default runs/<suite>); finished jobs there are reused."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Prepare the data again instead of using the cache."),
+    executor: str = typer.Option(
+        None, "--executor", help="serial, processes or ray (default: processes, as many as cores and memory allow)."
+    ),
+    workers: int = typer.Option(None, "--workers", help="Jobs at once for --executor processes (default: from the "
+                                "machine's cores and free memory)."),
+    threads: int = typer.Option(None, "--threads", help="BLAS / torch threads per job (default: cores / workers; "
+                                "1 per Ray task)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join (`auto`: the running one); without it "
+                                "--executor ray starts a local Ray on this machine."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print only the final table."),
 ) -> None:
     """Run a suite: fit every generator, sample, score, and print the table."""
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's kill ends like Ctrl-C
     try:
-        _run(suite, data, labels, clusters, generators, seeds, out, device, no_cache)
+        _run(suite, data, labels, clusters, generators, seeds, out, device, no_cache, executor, workers, threads,
+             address, quiet)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _run(suite: str, data: str | None, labels: str | None, clusters: int | None, generators: str | None,
-         seeds: int | None, out: Path | None, device: str, no_cache: bool) -> None:
+         seeds: int | None, out: Path | None, device: str, no_cache: bool, executor: str | None,
+         workers: int | None, threads: int | None, address: str | None, quiet: bool) -> None:
     from scldbench.runner import RunRequest, run_suite
     from scldbench.store import safe_name
     from scldbench.suite import load_suite
@@ -135,11 +123,20 @@ def _run(suite: str, data: str | None, labels: str | None, clusters: int | None,
     chosen = [g.strip() for g in generators.split(",") if g.strip()] if generators else None
     request = RunRequest(
         suite=spec, out=out or Path("runs") / safe_name(spec.name), data=data, labels=labels, clusters=clusters,
-        generators=chosen, seeds=seeds, device=device, use_cache=not no_cache,
+        generators=chosen, seeds=seeds, device=device, use_cache=not no_cache, executor=executor, workers=workers,
+        threads=threads, address=address,
     )
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
-        result = run_suite(request, ProgressReporter(progress))
+    if quiet:
+        result = run_suite(request)
+    elif console.is_terminal:
+        with LiveReporter(console) as reporter:
+            result = run_suite(request, reporter)
+    else:
+        reporter = LogReporter(sys.stdout)
+        try:
+            result = run_suite(request, reporter)
+        finally:
+            reporter.close()
     console.print(_results(result.records, result.info))
     console.print(f"records: {result.store.root}")
     if any(r["status"] != "ok" for r in result.records):

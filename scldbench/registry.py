@@ -46,6 +46,11 @@ def unregister(name: str) -> None:
     _runtime.pop(name, None)
 
 
+def runtime_generators() -> dict[str, type[Generator]]:
+    """Generators registered in this process with `register` (worker processes register them again)."""
+    return dict(_runtime)
+
+
 def _entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 

@@ -27,11 +27,12 @@ from scldbench.data.prepare import PreparedData, prepare
 from scldbench.device import describe_device, resolve_device
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.evaluation import augmentation_scores, guidance_sweep, rarest_cluster
+from scldbench.executors import JobContext, make_executor, resolve_execution
 from scldbench.generator import check_whole_counts, library_size_warnings
 from scldbench.jobguard import failure_message, time_limit
 from scldbench.protocols import get_protocol
 from scldbench.provenance import versions
-from scldbench.registry import generator_names, get_generator, list_generators
+from scldbench.registry import generator_names, get_generator, list_generators, runtime_generators
 from scldbench.scoring import (
     ScoringContext,
     extras_owner,
@@ -39,6 +40,7 @@ from scldbench.scoring import (
     rescore,
     score_sample,
     scores_failed,
+    shared_context,
     test_composition,
 )
 from scldbench.store import Claim, RunStore, safe_name
@@ -95,6 +97,12 @@ class RunRequest:
     seeds: int | None = None
     device: str = "auto"
     use_cache: bool = True
+    #: serial | processes | ray (None: processes, as many workers as the machine's cores and memory allow)
+    executor: str | None = None
+    workers: int | None = None
+    threads: int | None = None
+    #: Ray cluster address ("auto" joins a running cluster); None starts a local instance
+    address: str | None = None
 
 
 @dataclass
@@ -188,12 +196,13 @@ def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seed
 
 def run_job(
     job: Job, prepared: PreparedData, context: ScoringContext, suite: Suite, device: str, store: RunStore,
-    reporter: Reporter, dataset: dict[str, Any],
+    reporter: Reporter, dataset: dict[str, Any], execution: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit, sample once and score under every suite protocol; the record is written whatever happens.
 
     Anything the generator raises (an exception, `SystemExit`, `MemoryError`, `JobTimeout` past `job.timeout`)
-    becomes a failed record with its reason; only KeyboardInterrupt (Ctrl-C, SIGTERM) stops the run.
+    becomes a failed record with its reason; only KeyboardInterrupt (Ctrl-C, SIGTERM) stops the run. `execution`
+    (executor, workers, threads) is stored in the record as it is.
     """
     record: dict[str, Any] = {
         "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
@@ -202,7 +211,7 @@ def run_job(
         "fingerprint": prepared.fingerprint, "status": "running", "error": None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(), "device": describe_device(resolve_device(device)),
-        "fit_seconds": None, "sample_seconds": None, "scores": {},
+        "fit_seconds": None, "sample_seconds": None, "scores": {}, "execution": execution,
     }
     t0 = time.perf_counter()
     try:
@@ -400,8 +409,7 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
                     "them out)", moved, store.root)
     reporter.start(jobs, note)
     store.supersede({(job.label, job.seed): job.key for job in jobs})
-    context = ScoringContext(prepared)
-    dataset = {"dataset": spec.name, "dataset_note": note}
+    context = shared_context(prepared)
     done: dict[str, dict[str, Any]] = {}
 
     def finish(job: Job, record: dict[str, Any]) -> None:
@@ -418,11 +426,28 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
             pending.append(job)
         else:
             finish(job, record)
+    execution = resolve_execution(
+        request.executor, len(pending), workers=request.workers, threads=request.threads, address=request.address,
+        data_mb=_data_mb(prepared),
+    )
+    run_info["execution"] = execution.as_record()
+    store.write_run(run_info)
+    job_context = JobContext(suite, request.device, store.root, {"dataset": spec.name, "dataset_note": note},
+                             runtime_generators())
 
     def run_batch(batch: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
-        for job in batch:
-            yield job, run_job(job, prepared, context, suite, request.device, store, reporter, dataset)
+        if batch:
+            yield from make_executor(execution).run(batch, prepared, job_context, reporter.stage)
 
     run_claimed(pending, store, run_batch, reuse_record, finish)
     records = [done[job.job_id] for job in jobs]
     return RunResult(store, records, spec.name, note, run_info)
+
+
+def _data_mb(prepared: PreparedData) -> float:
+    """Memory of the prepared matrices (what each worker process holds a copy of)."""
+    total = 0
+    for part in (prepared.train, prepared.test, prepared.holdout):
+        x = part.X
+        total += sum(a.nbytes for a in (x.data, x.indices, x.indptr)) if hasattr(x, "indptr") else x.nbytes
+    return total / 2**20

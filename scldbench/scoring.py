@@ -38,6 +38,19 @@ class ScoringContext:
         return self.cache[key]
 
 
+_SHARED: dict[str, ScoringContext] = {}
+
+
+def shared_context(prepared: PreparedData) -> ScoringContext:
+    """This process's scoring context for `prepared` (one per process, so that every job scored here reuses its
+    memo; a new prepared dataset replaces the old one)."""
+    context = _SHARED.get(prepared.fingerprint)
+    if context is None or context.prepared is not prepared:
+        _SHARED.clear()
+        context = _SHARED[prepared.fingerprint] = ScoringContext(prepared)
+    return context
+
+
 def extras_owner(protocols: Sequence[str]) -> str | None:
     """The protocol the protocol-independent extras are recorded under."""
     if not protocols:

@@ -12,6 +12,9 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep downloads and prepared splits of the test session out of the user's cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("SCLDBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    # jobs of the tests' tiny suites take a second; starting worker processes for them would take longer
+    # (tests/test_executors.py runs the worker processes and Ray on purpose)
+    mp.setenv("SCLDBENCH_EXECUTOR", "serial")
     yield
     mp.undo()
 

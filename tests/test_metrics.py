@@ -90,3 +90,26 @@ def test_protocol_controls_bracket_scores(pbmc_prepared):
     rnd_scores = protocol.evaluate(p.test.X, rnd.X, reference=p.train.X, n_trees=300)
     assert pos_scores["rf_auc"] < 0.65 and rnd_scores["rf_auc"] > 0.95
     assert pos_scores["mmd"] < rnd_scores["mmd"] / 3
+
+
+def test_mmd_of_large_sets_matches_the_direct_float64_computation(monkeypatch):
+    # above the float64 threshold (lowered here to keep the test fast) the kernel sums run in float32 blocks
+    from scipy.spatial.distance import cdist
+
+    from scldbench.metrics import mmd
+
+    monkeypatch.setattr(mmd, "_FLOAT64_PAIRS", 1000)
+    monkeypatch.setattr(mmd, "_BLOCK_ENTRIES", 20_000)  # many blocks, shared by two threads
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(2.0, 3.0, size=(400, 20)), rng.normal(2.3, 3.0, size=(350, 20))
+    m = median_knn_distance(x)
+    sigmas = [m / 2, m, 2 * m]
+
+    def kernel_mean(a, b):
+        d2 = cdist(a, b, "sqeuclidean")
+        return sum(np.exp(-d2 / s**2).mean() for s in sigmas)
+
+    expected = np.sqrt(kernel_mean(x, x) + kernel_mean(y, y) - 2 * kernel_mean(x, y))
+    assert mmd_multi_kernel(x, y, threads=2) == pytest.approx(expected, rel=1e-4)
+    # widths that are not powers of two apart take their own exponential
+    assert mmd_multi_kernel(x, y, scales=(0.7, 1.0), threads=1) < mmd_multi_kernel(x, y + 1.0, scales=(0.7, 1.0))

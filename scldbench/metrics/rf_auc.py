@@ -8,6 +8,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from scldbench.threads import thread_budget
+
 
 def rf_auc(
     real: np.ndarray,
@@ -17,12 +19,13 @@ def rf_auc(
     n_trees: int = 1000,
     test_size: float = 0.3,
     seed: int = 0,
-    n_jobs: int = -1,
+    n_jobs: int | None = None,
 ) -> float:
     """ROC AUC of a random forest told real (0) from generated (1) cells.
 
     Stratified split into a fitting part and a `test_size` evaluation part; PCA to `n_components` fitted on the
-    fitting part only; a forest of `n_trees` trees; AUC on the evaluation part.
+    fitting part only; a forest of `n_trees` trees on `n_jobs` threads (default: this process's thread budget,
+    so that worker processes running at once do not oversubscribe the cores); AUC on the evaluation part.
     """
     real, generated = np.asarray(real, dtype=np.float32), np.asarray(generated, dtype=np.float32)
     if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
@@ -32,6 +35,6 @@ def rf_auc(
     x_fit, x_eval, y_fit, y_eval = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
     k = min(n_components, x_fit.shape[0], x_fit.shape[1])
     pca = PCA(n_components=k, random_state=seed).fit(x_fit)
-    forest = RandomForestClassifier(n_estimators=n_trees, random_state=seed, n_jobs=n_jobs)
+    forest = RandomForestClassifier(n_estimators=n_trees, random_state=seed, n_jobs=n_jobs or thread_budget())
     forest.fit(pca.transform(x_fit), y_fit)
     return float(roc_auc_score(y_eval, forest.predict_proba(pca.transform(x_eval))[:, 1]))

@@ -252,7 +252,7 @@ class Copula(Generator):
     def __init__(
         self,
         *,
-        n_copula_genes: int = 1000,
+        n_copula_genes: int = 100,
         library_size: str = "empirical",
         seed: int = 0,
         device: str = "auto",

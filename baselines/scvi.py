@@ -59,8 +59,11 @@ def quiet_scvi() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _trainer_settings(max_epochs: int | None, batch_size: int, device: torch.device) -> dict[str, Any]:
+def _trainer_settings(max_epochs: int | None, batch_size: int, device: torch.device, kl_warmup_epochs: int | None
+                      ) -> dict[str, Any]:
+    """scvi-tools `train` arguments; `kl_warmup_epochs=None` trains at full KL weight from the first step."""
     return {
+        "plan_kwargs": {"n_epochs_kl_warmup": kl_warmup_epochs},
         "max_epochs": max_epochs,
         "batch_size": batch_size,
         "train_size": 1.0,  # the benchmark holds out its own test cells; scvi's validation split would idle
@@ -82,6 +85,11 @@ class ScviTools(Generator):
         The network and likelihood, passed to `scvi.model.SCVI` (scvi-tools' defaults: 10, 128, 1, 0.1, "zinb").
     max_epochs
         SCVI training epochs; unset = scvi-tools' rule (400, scaled down beyond 20,000 cells).
+    kl_warmup_epochs
+        Epochs over which the KL weight rises to 1; unset = half of the SCVI epochs. scvi-tools' own default
+        (400 epochs) suits posterior use, but sampling the prior needs the full KL weight: a 30-epoch fit with
+        it ends at weight 0.075, its latent far from N(0, I), and prior samples fall off the data (RF AUC 0.99
+        on bladder).
     scanvi_epochs
         SCANVI epochs after SCVI when fitted with labels; unset = scvi-tools' rule for a pretrained SCVI (<= 10).
     batch_size
@@ -109,6 +117,7 @@ class ScviTools(Generator):
         dropout_rate: float = 0.1,
         gene_likelihood: str = "zinb",
         max_epochs: int | None = None,
+        kl_warmup_epochs: int | None = None,
         scanvi_epochs: int | None = None,
         batch_size: int = 128,
         use_labels: bool = True,
@@ -120,7 +129,8 @@ class ScviTools(Generator):
             raise ScldbenchError(
                 f"scvi: gene_likelihood must be one of {', '.join(LIKELIHOODS)}, got {gene_likelihood!r}"
             )
-        for key, value in (("max_epochs", max_epochs), ("scanvi_epochs", scanvi_epochs)):
+        for key, value in (("max_epochs", max_epochs), ("scanvi_epochs", scanvi_epochs),
+                           ("kl_warmup_epochs", kl_warmup_epochs)):
             if value is not None and (int(value) != value or value < 1):
                 raise ScldbenchError(f"scvi: {key} must be a positive whole number or unset, got {value!r}")
         self.n_latent = int(n_latent)
@@ -129,6 +139,7 @@ class ScviTools(Generator):
         self.dropout_rate = float(dropout_rate)
         self.gene_likelihood = gene_likelihood
         self.max_epochs = None if max_epochs is None else int(max_epochs)
+        self.kl_warmup_epochs = None if kl_warmup_epochs is None else int(kl_warmup_epochs)
         self.scanvi_epochs = None if scanvi_epochs is None else int(scanvi_epochs)
         self.batch_size = int(batch_size)
         self.use_labels = bool(use_labels)
@@ -151,6 +162,7 @@ class ScviTools(Generator):
 
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
         import scvi
+        from scvi.model._utils import get_max_epochs_heuristic
 
         labelled = self.use_labels and labels is not None
         x = sp.csr_matrix(adata.X, dtype=np.float32)
@@ -165,11 +177,14 @@ class ScviTools(Generator):
             scvi.model.SCVI.setup_anndata(train, labels_key=_LABELS if labelled else None)
             model = scvi.model.SCVI(train, n_hidden=self.n_hidden, n_latent=self.n_latent, n_layers=self.n_layers,
                                     dropout_rate=self.dropout_rate, gene_likelihood=self.gene_likelihood)
-            model.train(**_trainer_settings(self.max_epochs, self.batch_size, self.device))
+            epochs = self.max_epochs or get_max_epochs_heuristic(train.n_obs)
+            warmup = self.kl_warmup_epochs if self.kl_warmup_epochs is not None else max(1, epochs // 2)
+            model.train(**_trainer_settings(epochs, self.batch_size, self.device, min(warmup, epochs)))
             self.history_ = _losses(model)
             if labelled:
                 model = scvi.model.SCANVI.from_scvi_model(model, unlabeled_category=_UNLABELLED)
-                model.train(**_trainer_settings(self.scanvi_epochs, self.batch_size, self.device))
+                # the SCVI stage has warmed up already: scANVI's prior terms are fitted at full KL weight
+                model.train(**_trainer_settings(self.scanvi_epochs, self.batch_size, self.device, None))
                 self.history_ |= {f"scanvi_{k}": v for k, v in _losses(model).items()}
                 mapping = model.adata_manager.get_state_registry("labels").categorical_mapping
                 self.label_codes_ = {str(lab): i for i, lab in enumerate(mapping) if lab != _UNLABELLED}

@@ -16,6 +16,7 @@ variation folded into each gene's dispersion.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anndata as ad
@@ -72,16 +73,17 @@ def nb_moments(
     return mu, np.clip(phi, 0.0, 1.0 / _R_MIN)
 
 
-def _size_bins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Size factors summarised as (values, weights) of up to `_SIZE_BINS` quantile bins."""
+def size_bins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Size factors summarised as (values, weights) of up to `_SIZE_BINS` quantile bins, and each cell's bin."""
     if np.allclose(s, s[0]):
-        return s[:1], np.array([float(s.size)])
+        return s[:1], np.array([float(s.size)]), np.zeros(s.size, dtype=np.int64)
     edges = np.quantile(s, np.linspace(0, 1, _SIZE_BINS + 1))
     which = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, _SIZE_BINS - 1)
     weights = np.bincount(which, minlength=_SIZE_BINS).astype(np.float64)
     values = np.bincount(which, weights=s, minlength=_SIZE_BINS) / np.maximum(weights, 1)
     keep = weights > 0
-    return values[keep], weights[keep]
+    renumber = np.cumsum(keep) - 1
+    return values[keep], weights[keep], renumber[which]
 
 
 def nb_mle(
@@ -95,31 +97,63 @@ def nb_mle(
     bisection step is one digamma per non-zero entry.
     """
     m = _csc(x)
-    n, n_genes = m.shape
-    s = np.ones(n) if size_factors is None else np.asarray(size_factors, dtype=np.float64)
+    s = np.ones(m.shape[0]) if size_factors is None else np.asarray(size_factors, dtype=np.float64)
     mu = np.asarray(m.sum(axis=0)).ravel() / s.sum()
+    bin_s, bin_w, _ = size_bins(s)
+    return mu, nb_dispersion_mle(m, s, mu, bin_s, bin_w)
+
+
+def nb_dispersion_mle(
+    m: sp.csc_matrix,
+    s: np.ndarray,
+    mu: np.ndarray,
+    bin_s: np.ndarray,
+    bin_w: np.ndarray,
+    *,
+    near: np.ndarray | None = None,
+    steps: int = _BISECTION_STEPS,
+) -> np.ndarray:
+    """Maximum-likelihood dispersion per gene given its mean, by bisection on log(1/phi); 0 where Poisson.
+
+    `bin_s` are size-factor values and `bin_w` the weight of cells at each: shape (n_bins,) for every gene alike,
+    or (n_bins, n_genes) for per-gene weights (the zero-inflated NB's EM down-weights zeros that are likely
+    structural). Non-zero entries always have weight one. `near` (dispersions from a previous iteration) narrows
+    the search to a factor e around them, so that an EM step needs fewer bisection `steps`.
+    """
+    n_genes = m.shape[1]
     col = np.repeat(np.arange(n_genes), np.diff(m.indptr))
     vals, s_nz = m.data, s[m.indices]
-    bin_s, bin_w = _size_bins(s)
+    weights = bin_w[:, None] if bin_w.ndim == 1 else bin_w
 
     def score(r: np.ndarray) -> np.ndarray:
         rc = r[col]
         nonzero = digamma(vals + rc) - digamma(rc) - vals / (rc + s_nz * mu[col])
         means = bin_s[:, None] * mu[None, :]
-        dense = bin_w @ (np.log(r / (r + means)) + means / (r + means))
+        dense = (weights * (np.log(r / (r + means)) + means / (r + means))).sum(axis=0)
         return np.bincount(col, weights=nonzero, minlength=n_genes) + dense
 
     lo = np.full(n_genes, np.log(_R_MIN))
     hi = np.full(n_genes, np.log(_R_MAX))
-    poisson = (mu <= 0) | (score(np.exp(hi)) >= 0)
-    for _ in range(_BISECTION_STEPS):
+    if near is None:
+        poisson = (mu <= 0) | (score(np.exp(hi)) >= 0)
+    else:
+        start = -np.log(np.clip(near, 1.0 / _R_MAX, 1.0 / _R_MIN))
+        lo, hi = np.maximum(lo, start - 1.0), np.minimum(hi, start + 1.0)
+        poisson = mu <= 0
+    for _ in range(steps):
         mid = (lo + hi) / 2
         positive = score(np.exp(mid)) > 0
         lo = np.where(positive, mid, lo)
         hi = np.where(positive, hi, mid)
     phi = np.exp(-(lo + hi) / 2)
     phi[poisson] = 0.0
-    return mu, phi
+    return phi
+
+
+def size_factors(block: sp.spmatrix) -> np.ndarray:
+    """Each cell's library size over the mean library size of its group (ones for an empty group)."""
+    lib = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
+    return lib / lib.mean() if lib.mean() > 0 else np.ones_like(lib)
 
 
 def chunk_rows(n_genes: int) -> int:
@@ -150,6 +184,23 @@ def groups_to_sample(
         return np.full(n_cells, ALL_CELLS), None
     drawn = generator.proportional_labels(n_cells)
     return drawn, drawn
+
+
+def sample_by_group(
+    generator: Generator,
+    n_cells: int,
+    labels: np.ndarray | None,
+    draw: Callable[[str, int], sp.csr_matrix],
+):
+    """Cells drawn group by group with `draw(group, n)`, put back in the requested order (see `groups_to_sample`)."""
+    labels, assigned = groups_to_sample(generator, n_cells, labels)
+    blocks, order = [], []
+    for group in np.unique(labels):
+        idx = np.flatnonzero(labels == group)
+        blocks.append(draw(str(group), idx.size))
+        order.append(idx)
+    out = sp.vstack(blocks, format="csr")[np.argsort(np.concatenate(order))]
+    return (out, assigned) if assigned is not None else out
 
 
 class NegativeBinomial(Generator):
@@ -183,20 +234,12 @@ class NegativeBinomial(Generator):
         self.params_ = {}
         for group in np.unique(groups):
             block = x[groups == group]
-            lib = np.asarray(block.sum(axis=1)).ravel()
-            size = lib / lib.mean() if lib.mean() > 0 else np.ones_like(lib)
+            size = size_factors(block)
             mu, phi = estimate(block, size if self.library_size == "empirical" else None)
             self.params_[str(group)] = NBFit(mean=mu, dispersion=phi, size_factors=size.astype(np.float32))
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
-        labels, assigned = groups_to_sample(self, n_cells, labels)
-        blocks, order = [], []
-        for group in np.unique(labels):
-            idx = np.flatnonzero(labels == group)
-            blocks.append(self._sample_group(self.params_[str(group)], idx.size))
-            order.append(idx)
-        out = sp.vstack(blocks, format="csr")[np.argsort(np.concatenate(order))]
-        return (out, assigned) if assigned is not None else out
+        return sample_by_group(self, n_cells, labels, lambda group, n: self._sample_group(self.params_[group], n))
 
     def _sample_group(self, fit: NBFit, n: int) -> sp.csr_matrix:
         parts = []

@@ -1,4 +1,4 @@
-"""The statistical baselines: nb, splat, sugar (contract, determinism, persistence, conditioning, estimation)."""
+"""The statistical baselines nb, splat, sugar, copula: contract, determinism, persistence, conditioning, estimation."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from baselines.copula import Copula
 from baselines.nb import NegativeBinomial, nb_mle, nb_moments, sample_nb
 from baselines.splat import Splat, SplatParams, estimate_splat, simulate_splat
 from baselines.sugar import Sugar, generation_weights, kernel_density, mgc_diffuse
@@ -21,6 +22,8 @@ FACTORIES = {
     "splat-simulated-de-dropout": lambda seed: Splat(de="simulated", gene_order="random", dropout=True, seed=seed),
     "sugar": lambda seed: Sugar(seed=seed),
     "sugar-pca": lambda seed: Sugar(decode="pca", density="inverse", mgc_steps=2, seed=seed),
+    "copula": lambda seed: Copula(n_copula_genes=300, seed=seed),
+    "copula-raw-counts": lambda seed: Copula(n_copula_genes=50, library_size="none", seed=seed),
 }
 LABELS = "cluster"
 

@@ -12,6 +12,7 @@ import torch
 
 from baselines._torch_common import LibraryPrior, lsn, scale_counts, to_counts, unscale
 from baselines.activa import Activa
+from baselines.cfgen import CFGen
 from baselines.scgan import CscGAN, ScGAN
 from baselines.vae import CountVAE
 from scldbench import Generator, ScldbenchError
@@ -22,6 +23,8 @@ TINY_GAN = {"steps": 6, "latent_dim": 8, "generator_layers": [16, 32], "critic_l
 TINY_ACTIVA = {"epochs": 3, "warmup_epochs": 1, "latent_dim": 8, "encoder_layers": [32, 16],
                "classifier_layers": [32, 16], "classifier_epochs": 100, "batch_size": 32, "draw_batch": 64}
 TINY_VAE = {"epochs": 4, "kl_warmup_epochs": 2, "latent_dim": 4, "hidden_layers": [16], "batch_size": 32}
+TINY_CFGEN = {"latent_dim": 4, "encoder_layers": [32, 16], "ae_epochs": 3, "ae_batch_size": 32, "flow_hidden": 32,
+              "flow_blocks": 2, "embedding_dim": 16, "flow_epochs": 3, "flow_batch_size": 32, "ode_steps": 4}
 
 FACTORIES: dict[str, Callable[..., Generator]] = {
     "scgan": lambda **kw: ScGAN(**TINY_GAN, **kw),
@@ -29,8 +32,9 @@ FACTORIES: dict[str, Callable[..., Generator]] = {
     "activa": lambda **kw: Activa(**TINY_ACTIVA, **kw),
     "vae": lambda **kw: CountVAE(**TINY_VAE, **kw),
     "vae-unconditional": lambda **kw: CountVAE(conditional=False, **TINY_VAE, **kw),
+    "cfgen": lambda **kw: CFGen(**TINY_CFGEN, **kw),
 }
-CONDITIONAL = ["cscgan", "activa", "vae"]
+CONDITIONAL = ["cscgan", "activa", "vae", "cfgen"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -160,7 +164,7 @@ def test_unconditional_models_refuse_labels(models):
 
 
 @pytest.mark.parametrize(("name", "cls"), [("scgan", ScGAN), ("cscgan", CscGAN), ("activa", Activa),
-                                           ("vae", CountVAE)])
+                                           ("vae", CountVAE), ("cfgen", CFGen)])
 def test_registered_under_their_names(name, cls):
     assert get_generator(name) is cls
     assert cls.name == name

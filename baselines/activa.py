@@ -40,7 +40,7 @@ from scldbench.generator import Generator
 class GaussianEncoder(nn.Module):
     def __init__(self, n_genes: int, hidden: Sequence[int], latent: int) -> None:
         super().__init__()
-        self.body = mlp([n_genes, *hidden], activation=nn.LeakyReLU, last_activation=True)
+        self.body = mlp([n_genes, *hidden], activation=nn.LeakyReLU, batch_norm=True, last_activation=True)
         self.head = nn.Linear(hidden[-1], 2 * latent)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,8 +142,10 @@ class Activa(Generator):
             self.classifier = mlp([n_genes, *self.classifier_layers, len(self.label_categories)]).to(dev)
             self._train_classifier(data, y)
         self.encoder = GaussianEncoder(n_genes, self.encoder_layers, self.latent_dim).to(dev)
-        self.decoder = mlp([self.latent_dim, *reversed(self.encoder_layers), n_genes],
-                           activation=nn.LeakyReLU, last_activation=False).append(nn.ReLU()).to(dev)
+        self.decoder = mlp([self.latent_dim, *reversed(self.encoder_layers), n_genes], activation=nn.LeakyReLU,
+                           batch_norm=True, last_activation=False).append(nn.ReLU()).to(dev)
+        with torch.no_grad():
+            self.decoder[-2].bias.copy_(data.mean(dim=0))
         self.history = self._train_introvae(data, y)
 
     def _train_classifier(self, data: torch.Tensor, y: torch.Tensor) -> None:

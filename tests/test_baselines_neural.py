@@ -198,6 +198,28 @@ def test_lsn_scales_every_cell_to_the_total():
     np.testing.assert_allclose(lsn(x, 20_000.0).sum(dim=1).numpy(), 20_000.0, rtol=1e-5)
 
 
+def test_gan_output_layer_gives_every_cell_the_fixed_total():
+    """scGAN's generator ends in ReLU + LSN: every generated profile sums to `total`, non-negative, log or not."""
+    from baselines.scgan import GanGenerator
+
+    torch.manual_seed(0)
+    for log in (True, False):
+        gen = GanGenerator(8, [16, 32], 50, 0, 20_000.0, log).eval()
+        with torch.no_grad():
+            profiles = unscale(gen(torch.randn(7, 8)), log)
+        assert profiles.min().item() >= 0.0
+        np.testing.assert_allclose(profiles.sum(dim=1).numpy(), 20_000.0, rtol=1e-3)
+
+
+def test_scgan_cells_take_the_training_library_sizes(models, small):
+    out = models["scgan"].sample(40, seed=3)
+    real = np.log(np.asarray(small.X.sum(axis=1)).ravel())
+    generated = np.log(np.maximum(np.asarray(out.X.sum(axis=1)).ravel(), 1.0))
+    # Poisson counts around library sizes drawn from the training cells: same range, close medians
+    assert real.min() - 0.5 < generated.min() and generated.max() < real.max() + 0.5
+    assert abs(np.median(generated) - np.median(real)) < 0.5
+
+
 def test_scaling_round_trips_to_normalised_counts():
     counts = np.random.default_rng(0).poisson(3.0, size=(6, 30)).astype(np.float32)
     back = unscale(torch.as_tensor(scale_counts(counts, 20_000.0))).numpy()

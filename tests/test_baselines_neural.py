@@ -211,6 +211,14 @@ def test_gan_output_layer_gives_every_cell_the_fixed_total():
         np.testing.assert_allclose(profiles.sum(dim=1).numpy(), 20_000.0, rtol=1e-3)
 
 
+def test_gan_critic_sees_normalised_counts_as_in_the_paper(models):
+    """The paper's critic reads counts normalised to 20,000 (no log); the generator must emit that scale."""
+    gen = models["scgan"].gen.eval()
+    with torch.no_grad():
+        cells = gen(torch.randn(6, models["scgan"].latent_dim))
+    np.testing.assert_allclose(cells.sum(dim=1).numpy(), 20_000.0, rtol=1e-3)
+
+
 def test_scgan_cells_take_the_training_library_sizes(models, small):
     out = models["scgan"].sample(40, seed=3)
     real = np.log(np.asarray(small.X.sum(axis=1)).ravel())

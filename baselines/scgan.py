@@ -1,10 +1,11 @@
 """scGAN and cscGAN (Marouf et al. 2020, Nat Commun): Wasserstein GANs with gradient penalty for scRNA-seq.
 
-Written from the published description. Cells are normalised to a fixed total (20,000) and log1p-scaled; the
+Written from the published description. Cells are normalised to a fixed total (20,000), as the paper does
+(no log: `log_scale=True` adds log1p for real and generated cells alike); the
 generator (noise -> 256-512-1024 -> genes) ends in a ReLU and a library-size normalisation (LSN) layer that
-scales every generated cell to the same fixed total, after which the same log1p is applied, so real and
-generated cells reach the critic (genes -> 1024-512-256 -> 1) on the same scale. cscGAN conditions the
-generator through conditional batch norm and scores with a projection critic.
+scales every generated cell to the same fixed total, so real and generated cells reach the critic
+(genes -> 1024-512-256 -> 1) on the same scale. cscGAN conditions the generator through conditional batch
+norm and scores with a projection critic.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: 
 
 
 class ScGAN(Generator):
-    """scGAN: WGAN-GP on library-size-normalised, log1p-scaled cells (Marouf et al. 2020).
+    """scGAN: WGAN-GP on library-size-normalised cells (Marouf et al. 2020).
 
     Fixed as published: 5 critic steps per generator step, gradient penalty 10, AMSGrad (beta1 0.5,
     beta2 0.9), lr decayed x0.95 every 1,000 steps, LSN to a total of 20,000, ReLU generator output.
@@ -110,7 +111,8 @@ class ScGAN(Generator):
     architecture a quarter as wide (generator 64-128-256, critic 256-128-64), noise 128, batch 32,
     lr 5e-4, `steps=1200` generator steps. It is far from converged: expect a poor score.
     Paper scale: `generator_layers=[256, 512, 1024]`, `critic_layers=[1024, 512, 256]`, `batch_size=128`,
-    `lr=1e-4`, `steps` in the hundreds of thousands (the paper trains up to 1,000,000), on a GPU.
+    `lr=1e-4` decayed to 1e-5 over the run (`lr_decay=0.1`, `lr_decay_steps=steps`), `steps=1_000_000` as the
+    paper trains, on a GPU (suites/pbmc-paper.toml).
 
     Output: the generated profile (normalised to `total`) is scaled to a library size drawn from the
     training cells' library sizes (of the requested cluster, for cscGAN), then `count_sampling`: "poisson"
@@ -136,7 +138,7 @@ class ScGAN(Generator):
         lr_decay: float = 0.95,
         lr_decay_steps: int = 1000,
         total: float = SCGAN_TOTAL,
-        log_scale: bool = True,
+        log_scale: bool = False,
         count_sampling: str = "poisson",
         seed: int = 0,
         device: str = "auto",

@@ -156,6 +156,22 @@ def test_activa_classifier_learns_the_training_labels(models, small):
     assert (predicted == small.obs["cluster"].astype(str).to_numpy()).mean() > 0.6
 
 
+def test_activa_warm_up_reconstructs_cells_apart(small):
+    """The warm-up VAE must learn: reconstructions differ from cell to cell about as real cells do.
+
+    Without batch norm and with the output layer starting at zero, the KL term won (posterior collapse):
+    every reconstruction and every generated cell was the same average cell (spread ~0.1 of the real one).
+    """
+    model = Activa(epochs=30, warmup_epochs=30, latent_dim=8, encoder_layers=[64, 32], classifier_layers=[32, 16],
+                   classifier_epochs=5, batch_size=32, seed=0, device="cpu").fit(small, labels_key="cluster")
+    x = torch.as_tensor(scale_counts(small.X.toarray()))
+    model.encoder.eval()
+    model.decoder.eval()
+    with torch.no_grad():
+        recon = model.decoder(model.encoder(x)[0])
+    assert (recon.std(dim=0).mean() / x.std(dim=0).mean()).item() > 0.25
+
+
 def test_unconditional_models_refuse_labels(models):
     for name in ("scgan", "vae-unconditional"):
         with pytest.raises(ScldbenchError, match="not conditional"):
@@ -184,6 +200,36 @@ def test_bad_parameters_are_refused():
 def test_lsn_scales_every_cell_to_the_total():
     x = torch.rand(5, 20)
     np.testing.assert_allclose(lsn(x, 20_000.0).sum(dim=1).numpy(), 20_000.0, rtol=1e-5)
+
+
+def test_gan_output_layer_gives_every_cell_the_fixed_total():
+    """scGAN's generator ends in ReLU + LSN: every generated profile sums to `total`, non-negative, log or not."""
+    from baselines.scgan import GanGenerator
+
+    torch.manual_seed(0)
+    for log in (True, False):
+        gen = GanGenerator(8, [16, 32], 50, 0, 20_000.0, log).eval()
+        with torch.no_grad():
+            profiles = unscale(gen(torch.randn(7, 8)), log)
+        assert profiles.min().item() >= 0.0
+        np.testing.assert_allclose(profiles.sum(dim=1).numpy(), 20_000.0, rtol=1e-3)
+
+
+def test_gan_critic_sees_normalised_counts_as_in_the_paper(models):
+    """The paper's critic reads counts normalised to 20,000 (no log); the generator must emit that scale."""
+    gen = models["scgan"].gen.eval()
+    with torch.no_grad():
+        cells = gen(torch.randn(6, models["scgan"].latent_dim))
+    np.testing.assert_allclose(cells.sum(dim=1).numpy(), 20_000.0, rtol=1e-3)
+
+
+def test_scgan_cells_take_the_training_library_sizes(models, small):
+    out = models["scgan"].sample(40, seed=3)
+    real = np.log(np.asarray(small.X.sum(axis=1)).ravel())
+    generated = np.log(np.maximum(np.asarray(out.X.sum(axis=1)).ravel(), 1.0))
+    # Poisson counts around library sizes drawn from the training cells: same range, close medians
+    assert real.min() - 0.5 < generated.min() and generated.max() < real.max() + 0.5
+    assert abs(np.median(generated) - np.median(real)) < 0.5
 
 
 def test_scaling_round_trips_to_normalised_counts():

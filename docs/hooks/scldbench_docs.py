@@ -5,7 +5,8 @@ A page asks for generated content with a marker on a line of its own:
 - ``<!-- scldbench:cli -->``: the command-line reference, from the Typer app;
 - ``<!-- scldbench:parameters NAME -->``: a generator's parameters and defaults, from its constructor signature;
 - ``<!-- scldbench:settings NAME -->``: the generator's settings in the CPU suite and in the paper-scale suite;
-- ``<!-- scldbench:figures NAME -->``: the generator's headline row in each ranking report under ``reports/``;
+- ``<!-- scldbench:figures NAME[,NAME...] -->``: the headline rows in each ranking report under ``reports/``, with
+  the positive control's beside them;
 - ``<!-- scldbench:generators -->``: every registered generator with its description and page.
 
 The leaderboards in ``reports/`` become pages of the site as they are (``reports/<file>``), without a copy.
@@ -38,7 +39,7 @@ SETTINGS_SUITES = (("pbmc", "CPU suites"), ("pbmc-paper", "paper scale, for a GP
 # the reports that rank generators (several seeds on data large enough to tell them apart), in the order shown
 RANKING_REPORTS = ("pbmc3k", "bladder")
 FIGURE_COLUMNS = ("seeds", "RF AUC", "MMD", "cluster RF AUC", "precision", "recall", "fit s")
-MARKER = re.compile(r"^<!-- scldbench:(\w+)(?: ([\w.-]+))? -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- scldbench:(\w+)(?: ([\w.,-]+))? -->$", re.MULTILINE)
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -110,22 +111,23 @@ def headline_rows(report: Path) -> tuple[list[str], dict[str, list[str]]]:
     return header, rows
 
 
-def figure_table(name: str, page_uri: str) -> str:
+def figure_table(names: str, page_uri: str) -> str:
     out = [
         "| report | generator | " + " | ".join(FIGURE_COLUMNS) + " |",
         "| :--- | :--- |" + " ---: |" * len(FIGURE_COLUMNS),
     ]
     for report_name in RANKING_REPORTS:
         header, rows = headline_rows(REPORTS / f"{report_name}.md")
-        if name not in rows:
+        shown = [name for name in names.split(",") if name in rows]
+        if not shown:
             continue
         link = posixpath.relpath(f"reports/{report_name}.md", posixpath.dirname(page_uri) or ".")
-        for who in dict.fromkeys((name, "positive")):
+        for who in dict.fromkeys([*shown, "positive"]):
             cells = rows[who]
             picked = [_cell(cells, header, column) for column in FIGURE_COLUMNS]
             out.append(f"| [{report_name}]({link}) | {who} | " + " | ".join(picked) + " |")
     if len(out) == 2:
-        return f"*No checked-in ranking report ({', '.join(RANKING_REPORTS)}) has `{name}` yet.*"
+        return f"*No checked-in ranking report ({', '.join(RANKING_REPORTS)}) has `{names}` yet.*"
     return "\n".join(out)
 
 

@@ -10,7 +10,7 @@ genes whose variance does not exceed their mean. Two estimators:
 With `library_size="empirical"` each cell's counts are NB(s * mu, phi), where the size factor s of a generated
 cell is drawn from the cluster's training size factors (library size / cluster mean library size), so that
 library sizes vary as in the data and genes co-vary through them. The default, `"none"`, is the plain per-gene
-NB of the issue and of DESIGN.md's reference number: the simplest honest baseline, with the library-size
+NB that the reference figures compare against: the simplest honest baseline, with the library-size
 variation folded into each gene's dispersion.
 """
 

@@ -220,7 +220,7 @@ class Generator(ABC):
         """Labels for unconditional sampling: the training label proportions as exactly as whole cells allow.
 
         The cells come in random order. Drawing each label at random instead would add composition noise that, at a
-        few hundred cells, moves MMD more than the differences between good models do (see README).
+        few hundred cells, moves MMD more than the differences between good models do (docs/decisions/composition.md).
         """
         if not self.label_categories:
             raise ScldbenchError(f"generator {self.name!r} was fitted without labels")

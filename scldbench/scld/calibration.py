@@ -1,8 +1,8 @@
 """Latent calibration: per-cluster corrections applied to the diffusion's sampled latents before they are decoded.
 
 A denoiser fitted to a few hundred cells per cluster leaves each cluster's samples slightly off where its training
-cells sit (measured in the README); the offset is estimated once after training, from latents the model samples
-for the training cells' own clusters, and added to every later sample of that cluster. The spread factor widens
+cells sit (measured in docs/decisions/scld.md); the offset is estimated once after training, from latents the model
+samples for the training cells' own clusters, and added to every later sample of that cluster. The spread factor widens
 samples about their cluster's training mean: the decoder can turn latent variation into less expression variation
 than real cells carry, and the factor that makes a draw's within-cluster variance match the training cells' is
 found by bisection (the variance grows with the factor).

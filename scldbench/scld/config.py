@@ -1,4 +1,7 @@
-"""SCLD's settings in one frozen dataclass: the defaults the generator's signature exposes, and their checks."""
+"""SCLD's settings in one frozen dataclass: the defaults the generator's signature exposes, and their checks.
+
+The measurements behind the defaults are in the decision log, docs/decisions/scld.md (one dated entry each).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ class SCLDConfig:
     ae_latent_activation: str = "elu"
     ae_loss: str = "poisson"
     # a short fit annealed to its end: generated cells decode latents like the training cells', and those need
-    # more cell-level detail than the epoch best for unseen cells keeps (see README, "SCLD's count model")
+    # more cell-level detail than the epoch best for unseen cells keeps (decision log, "20 epochs")
     ae_epochs: int = 20
     ae_lr: float = 1e-3
     ae_batch_size: int = 128
@@ -71,7 +74,7 @@ class SCLDConfig:
     schedule: str = "linear"
     # whether each reverse step clips its predicted clean latent to the training latents' range: "auto" clips with the
     # cosine schedule, whose first reverse steps divide the noise prediction's error by sqrt(alpha_bar) (5e-5) and,
-    # unclipped, send draws off to 1e3-1e4; with the linear schedule clipping scored worse (see README)
+    # unclipped, send draws off to 1e3-1e4; with the linear schedule clipping scored worse (decision log, "clipped")
     clip_latents: str = "auto"
     denoiser_channels: list[int] = field(default_factory=lambda: [512, 256])
     time_dim: int = 128
@@ -80,22 +83,22 @@ class SCLDConfig:
     steps: int = 20_000
     lr: float = 1e-3
     # the denoiser's learning rate over its steps: "constant" (the paper's AdamW as is) or "cosine", decayed to
-    # zero by the last step (measured in the README)
+    # zero by the last step (decision log, "learning rate")
     lr_schedule: str = "constant"
-    # > 0: sample with an exponential moving average of the denoiser's weights (0: the last step's; see README)
+    # > 0: sample with an exponential moving average of the denoiser's weights (0: the last step's; decision log)
     ema_decay: float = 0.0
     # sampling
     sampler: str = "ddpm"
     ddim_steps: int = 50
     # DDIM's eta: 0 deterministic, 1 fresh noise at every kept step as ancestral sampling adds (it matched
-    # DDPM's quality at 50 steps where eta 0 did not; see README)
+    # DDPM's quality at 50 steps where eta 0 did not; decision log, "DDIM-50")
     ddim_eta: float = 1.0
     guidance: float = 0.0
     # "mean": after training, latents sampled for the training cells' clusters are compared with those cells' own
     # latents, and each cluster's mean gap (shrunk by n / (n + calibration_prior_cells)) is added to its later
     # samples; "spread" also widens (or narrows) samples about their cluster's training mean by the factor at which
     # that draw's within-cluster expression variance matches the training cells'; estimated with the configured
-    # sampler at `guidance`, applied only at that guidance (see README)
+    # sampler at `guidance`, applied only at that guidance (decision log, "mean offsets", "spread")
     latent_calibration: str = "spread"
     calibration_prior_cells: float = 10.0
     # a fixed spread factor when latent_calibration is "mean" or "none" (1: as sampled)
@@ -104,7 +107,7 @@ class SCLDConfig:
     # "quantile": after the scorer, a fresh draw of `marginal_draw` cells per cluster is compared gene by gene with the
     # training cells, and later samples at `guidance` are quantile-mapped, cluster by cluster, from the draw's
     # distribution of each gene's normalised expression onto the training cells' (`marginal_levels` quantiles of the
-    # non-zero values plus the share of zeros; scldbench/scld/marginals.py, measured in the README). The draw is
+    # non-zero values plus the share of zeros; scldbench/scld/marginals.py, measured in the decision log). The draw is
     # large on purpose: one cell per training cell carries as much noise per gene as the bias being corrected.
     # "none": genes as the decoder and count model give them
     marginal_calibration: str = "quantile"
@@ -114,12 +117,12 @@ class SCLDConfig:
     scorer: bool = True
     keep_fraction: float = 0.8
     scorer_hidden: int = 256
-    # a short fit: 30 epochs tell every training cell apart and rank new cells worse (see README)
+    # a short fit: 30 epochs tell every training cell apart and rank new cells worse (decision log, "scorer")
     scorer_epochs: int = 5
     # > 0: hold out this fraction of real and generated cells and keep the epoch that ranks them best
     scorer_validation: float = 0.0
     # > 0: the scorer reads this many principal components of the real training cells' log expression, not every
-    # gene (measured worse at the CPU suites' sizes; see README)
+    # gene (measured worse at the CPU suites' sizes; decision log, "scorer")
     scorer_components: int = 0
     scorer_lr: float = 1e-3
     queue_size: int = 4

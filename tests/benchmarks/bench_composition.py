@@ -2,8 +2,8 @@
 repeatedly with each cell's label drawn at random from the training proportions (multinomial) and with the exact
 training composition (largest remainder, what unconditional sampling returns).
 
-    python tests/benchmarks/bench_composition.py --data ../shared/data/pbmc3k_raw.h5ad --n-clusters 8 --draws 6
-    python tests/benchmarks/bench_composition.py --data ../shared/data/mouse_bladder_2100.h5ad --labels-key label
+    python tests/benchmarks/bench_composition.py --data pbmc3k_raw.h5ad --n-clusters 8 --draws 6
+    python tests/benchmarks/bench_composition.py --data mouse_bladder_2100.h5ad --labels-key label
 
 Every draw gives all generators the same labels. Not collected by pytest; run it by hand and copy the figures.
 """

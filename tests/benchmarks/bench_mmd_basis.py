@@ -1,8 +1,8 @@
 """The protocol's MMD in two bases: the PCA of the real test cells (`scgan-v1`) and a PCA of the real training cells
 (a diagnostic), for the samples a run stored; and how many cells of each real split sit apart from their cluster.
 
-    python tests/benchmarks/bench_mmd_basis.py runs/pbmc3k --data ../shared/data/pbmc3k_raw.h5ad --n-clusters 8
-    python tests/benchmarks/bench_mmd_basis.py runs/bladder --data ../shared/data/mouse_bladder_2100.h5ad \\
+    python tests/benchmarks/bench_mmd_basis.py runs/pbmc3k --data pbmc3k_raw.h5ad --n-clusters 8
+    python tests/benchmarks/bench_mmd_basis.py runs/bladder --data mouse_bladder_2100.h5ad \\
         --labels-key label
 
 The data arguments must be those the run was made with (the script checks that the test cells agree).

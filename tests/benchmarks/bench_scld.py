@@ -1,7 +1,7 @@
 """Benchmark SCLD under protocol scgan-v1: quality beside the controls (and `nb`), the autoencoder ceiling,
 training throughput and wall time per stage, and DDPM vs DDIM sampling time and quality.
 
-    python tests/benchmarks/bench_scld.py --data ../shared/data/pbmc3k_raw.h5ad --n-clusters 8 --seeds 0 1 2
+    python tests/benchmarks/bench_scld.py --data pbmc3k_raw.h5ad --n-clusters 8 --seeds 0 1 2
     python tests/benchmarks/bench_scld.py --data pbmc68k-mini --labels-key louvain --config '{"steps": 2000}'
 
 Not collected by pytest (its name does not start with test_); run it by hand and copy the figures into notes.

@@ -130,7 +130,7 @@ def resolve_data(suite: Suite, data: str | None) -> tuple[Any, Any, str | None]:
         return adata, spec, note
 
 
-def _entries(suite: Suite, only: list[str] | None) -> list[GeneratorEntry]:
+def _entries(suite: Suite, only: list[str] | None, announce: bool = False) -> list[GeneratorEntry]:
     known = generator_names()
     for e in suite.generators:
         if e.name not in known:
@@ -141,7 +141,10 @@ def _entries(suite: Suite, only: list[str] | None) -> list[GeneratorEntry]:
     entries = list(suite.generators)
     if suite.include_all:
         labels = {e.label for e in entries}
-        defaults = [GeneratorEntry(n, n) for n in known if n not in labels]
+        missing = {i.name: i.hint for i in list_generators() if not i.available and i.name not in labels}
+        for name, hint in missing.items() if announce else ():  # "*": every generator this installation can run
+            log.warning("generator %r left out of %s's \"*\": %s", name, suite.name, hint)
+        defaults = [GeneratorEntry(n, n) for n in known if n not in labels and n not in missing]
         controls = sorted((e for e in defaults if e.name in CONTROL_ORDER), key=lambda e: CONTROL_ORDER.index(e.name))
         entries = [e for e in defaults if e.name not in CONTROL_ORDER] + entries + controls
     if only:
@@ -184,7 +187,7 @@ def resolved_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
 def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seeds: Sequence[int]) -> list[Job]:
     jobs = []
     sampling = {k: getattr(suite.evaluate, k) for k in SAMPLING_KEYS}
-    for order, entry in enumerate(_entries(suite, only)):
+    for order, entry in enumerate(_entries(suite, only, announce=True)):
         params = suite.params.get(entry.name, {}) | entry.params
         resolved = resolved_params(entry.name, params)
         for seed in seeds:

@@ -57,4 +57,5 @@ def test_example_plugin_is_listed_and_runs(installed_example, tmp_path):
     assert record["status"] == "ok", record["error"]
     assert record["params"]["pseudocount"] == 0.5
     # an independent Poisson per cluster is told apart from real cells, but not as easily as pure noise
-    assert 0.5 < record["metrics"]["rf_auc"] <= 1.0 and record["per_cluster"]
+    scores = record["scores"]["scgan-v1"]
+    assert 0.5 < scores["metrics"]["rf_auc"] <= 1.0 and scores["per_cluster"]

@@ -64,13 +64,37 @@ def test_unknown_suite_suggests_close_names():
 
 
 def test_star_runs_every_registered_generator_beside_variants(pbmc_prepared):
-    from scldbench.registry import generator_names
+    from scldbench.registry import list_generators
     from scldbench.runner import plan_jobs
 
     suite = load_suite("pbmc")
     labels = [job.label for job in plan_jobs(suite, pbmc_prepared, None, (0,))]
-    assert set(generator_names()) | {"nb-libsize"} == set(labels)
+    assert {i.name for i in list_generators() if i.available} | {"nb-libsize"} == set(labels)
     assert labels[-3:] == ["positive", "shuffle", "random"]
+
+
+def test_star_leaves_out_generators_this_installation_cannot_run(pbmc_prepared, caplog):
+    from scldbench import registry
+    from scldbench.generator import Generator
+    from scldbench.runner import plan_jobs
+
+    class NeedsAbsentPackage(Generator):
+        name = "needs-absent"
+        requires = ("a_package_nobody_installed",)
+
+        def _fit(self, adata, labels):
+            raise AssertionError
+
+        def _sample(self, n_cells, labels, guidance):
+            raise AssertionError
+
+    registry.register("needs-absent", NeedsAbsentPackage)
+    try:
+        labels = [job.label for job in plan_jobs(load_suite("pbmc"), pbmc_prepared, None, (0,))]
+    finally:
+        registry.unregister("needs-absent")
+    assert "needs-absent" not in labels and "positive" in labels
+    assert "'needs-absent' left out" in caplog.text and "a_package_nobody_installed" in caplog.text
 
 
 def test_a_changed_generator_default_changes_the_job_key(pbmc_prepared, monkeypatch):

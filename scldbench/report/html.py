@@ -11,6 +11,7 @@ from scldbench.report import formatting as fmt
 from scldbench.report import tables
 from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
+from scldbench.report.published import published_tables
 
 Record = dict[str, Any]
 
@@ -83,6 +84,7 @@ def board_html(board: Board, metrics: Sequence[str] | None = None, level: int = 
     if fmt.protocol_line(board):
         parts.append(f'<p class="rules">{escape(fmt.protocol_line(board))}</p>')
     parts.append(table_html(tables.all_metrics_table(board), "all-metrics", level=4))
+    parts.extend(table_html(t, "published", level=4) for t in published_tables(board))
     return "\n".join(parts)
 
 

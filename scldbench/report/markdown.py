@@ -9,6 +9,7 @@ from scldbench.report import formatting as fmt
 from scldbench.report import tables
 from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
+from scldbench.report.published import published_tables
 
 Record = dict[str, Any]
 
@@ -44,6 +45,7 @@ def board_markdown(board: Board, metrics: Sequence[str] | None = None, full: boo
         parts.append(_escape(fmt.protocol_line(board)) + "\n")
     if full:
         parts.append(table_markdown(tables.all_metrics_table(board), level=4))
+    parts.extend(table_markdown(t, level=4) for t in published_tables(board))
     return "\n".join(parts)
 
 

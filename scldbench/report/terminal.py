@@ -13,6 +13,7 @@ from scldbench.report import formatting as fmt
 from scldbench.report import tables
 from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
+from scldbench.report.published import published_tables
 
 Record = dict[str, Any]
 
@@ -46,6 +47,8 @@ def print_boards(console: Console, boards: Sequence[Board], metrics: Sequence[st
         console.print(rich_table(tables.leaderboard_table(board, metrics)))
         for note in board.notes:
             console.print(Text("note: ", style="yellow") + Text(str(note)), highlight=False)
+        for table in published_tables(board):
+            console.print(rich_table(table))
     for summary in win_rates(boards):
         console.print(rich_table(tables.win_rate_table(summary)))
     if sort:

@@ -80,7 +80,7 @@ def test_normalise_total_scales_cells_and_keeps_empty_cells_zero():
 
 
 def test_protocol_controls_bracket_scores(pbmc_prepared):
-    from baselines.controls import PositiveControl, RandomControl
+    from scldbench.baselines.controls import PositiveControl, RandomControl
 
     p = pbmc_prepared
     protocol = get_protocol("scgan-v1")

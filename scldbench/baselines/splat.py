@@ -49,7 +49,7 @@ import scipy.sparse as sp
 from scipy.optimize import curve_fit, minimize
 from scipy.special import digamma, gammaln, polygamma
 
-from baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
+from scldbench.baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 

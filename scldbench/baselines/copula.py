@@ -9,7 +9,7 @@ Marginal rule (per cluster, per gene), by BIC = k log(n) - 2 log-likelihood with
 n the cluster's cells:
 
 - Poisson when the sample variance does not exceed the sample mean (no over-dispersion to model);
-- otherwise NB (maximum-likelihood mean and dispersion, `baselines.nb`) unless Poisson has the lower BIC,
+- otherwise NB (maximum-likelihood mean and dispersion, `scldbench.baselines.nb`) unless Poisson has the lower BIC,
   i.e. unless the NB log-likelihood gain is at most log(n) / 2;
 - ZINB (EM over the structural-zero probability, mean and dispersion) replaces the NB when the gene has more
   zeros than the fitted NB predicts and its log-likelihood gain over the NB exceeds log(n) / 2 (lower BIC).
@@ -42,7 +42,7 @@ from scipy import stats
 from scipy.special import ndtr, ndtri
 from sklearn.covariance import ledoit_wolf
 
-from baselines.nb import (
+from scldbench.baselines.nb import (
     ALL_CELLS,
     chunk_rows,
     nb_dispersion_mle,

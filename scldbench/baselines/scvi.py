@@ -27,7 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from baselines._torch_common import LibraryPrior, in_chunks
+from scldbench.baselines._torch_common import LibraryPrior, in_chunks
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 

@@ -36,7 +36,7 @@ from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
+from scldbench.baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 

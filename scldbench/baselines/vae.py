@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._torch_common import (
+from scldbench.baselines._torch_common import (
     LibraryPrior,
     batch_size_for,
     check_sizes,

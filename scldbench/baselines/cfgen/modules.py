@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from baselines._torch_common import mlp
+from scldbench.baselines._torch_common import mlp
 from scldbench.scld.autoencoder import log_normalise, nb_nll
 from scldbench.scld.denoiser import ResBlock, timestep_embedding
 

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
-from scldbench.data.counts import ArrayLike, to_dense
+from scldbench.counts.numpy import normalise_total, normalise_total_csr
+from scldbench.data.counts import ArrayLike
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.metrics import catalogue, mmd_multi_kernel, rf_auc
 
@@ -33,14 +34,6 @@ if TYPE_CHECKING:
 
 Scores = dict[str, float]
 PerCluster = dict[str, dict[str, Any]]
-
-
-def normalise_total(x: ArrayLike, target: float) -> np.ndarray:
-    """Scale every cell to `target` total counts (cells with no counts stay zero)."""
-    dense = to_dense(x, np.float32)
-    totals = dense.sum(axis=1, keepdims=True, dtype=np.float64)
-    scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0).astype(np.float32)
-    return dense * scale
 
 
 @dataclass(frozen=True)
@@ -97,11 +90,11 @@ class Protocol:
 
 
 def _scgan_transform(x: ArrayLike) -> np.ndarray:
-    return normalise_total(x, 20_000)
+    return normalise_total(x, 20_000, dtype=np.float32)
 
 
 def _log_transform(x: ArrayLike) -> np.ndarray:
-    return np.log1p(normalise_total(x, 1e4))
+    return np.log1p(normalise_total(x, 1e4, dtype=np.float32))
 
 
 def _rf_mmd(transform: Callable[[ArrayLike], np.ndarray], mmd_pca_fit_on: str) -> Callable[..., Scores]:
@@ -191,9 +184,8 @@ class HvgSpace:
     pca: PCA
 
     def embed(self, counts: ArrayLike) -> np.ndarray:
-        from scldbench.metrics.properties import normalised_csr
 
-        values = normalised_csr(counts, HVG_SETTINGS["normalise_total"], log=True)[:, self.genes].toarray()
+        values = normalise_total_csr(counts, HVG_SETTINGS["normalise_total"], log=True)[:, self.genes].toarray()
         return self.pca.transform(values)
 
 
@@ -221,10 +213,9 @@ def highly_variable_genes(train_counts: ArrayLike, n_top: int) -> np.ndarray:
 
 def fit_hvg_space(train_counts: ArrayLike, test_counts: ArrayLike) -> HvgSpace:
     """HVGs on the training counts; PCA-30 (full SVD, so no seed) of the real test cells' log1p CP10k HVGs."""
-    from scldbench.metrics.properties import normalised_csr
 
     genes = highly_variable_genes(train_counts, HVG_SETTINGS["n_hvg"])
-    values = normalised_csr(test_counts, HVG_SETTINGS["normalise_total"], log=True)[:, genes].toarray()
+    values = normalise_total_csr(test_counts, HVG_SETTINGS["normalise_total"], log=True)[:, genes].toarray()
     k = min(HVG_SETTINGS["n_components"], values.shape[0] - 1, values.shape[1])
     return HvgSpace(genes, PCA(n_components=k, svd_solver="full").fit(values))
 

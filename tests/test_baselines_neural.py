@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from scldbench import Generator, ScldbenchError
-from scldbench.baselines._torch_common import LibraryPrior, lsn, scale_counts, to_counts, unscale
+from scldbench.baselines._torch_common import LibraryPrior, scale_counts, to_counts, unscale
 from scldbench.baselines.activa import Activa
 from scldbench.baselines.cfgen import CFGen
 from scldbench.baselines.scgan import CscGAN, ScGAN
@@ -197,11 +197,6 @@ def test_bad_parameters_are_refused():
 
 
 # ---------------------------------------------------------------------- shared building blocks
-def test_lsn_scales_every_cell_to_the_total():
-    x = torch.rand(5, 20)
-    np.testing.assert_allclose(lsn(x, 20_000.0).sum(dim=1).numpy(), 20_000.0, rtol=1e-5)
-
-
 def test_gan_output_layer_gives_every_cell_the_fixed_total():
     """scGAN's generator ends in ReLU + LSN: every generated profile sums to `total`, non-negative, log or not."""
     from scldbench.baselines.scgan import GanGenerator

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from scldbench.metrics import median_knn_distance, mmd_multi_kernel, rf_auc
-from scldbench.protocols import get_protocol, normalise_total
+from scldbench.protocols import get_protocol
 
 
 def brute_force_mmd(x: np.ndarray, y: np.ndarray, sigmas: list[float]) -> float:
@@ -71,12 +71,6 @@ def test_rf_auc_extremes():
     real = rng.normal(size=(100, 10))
     assert rf_auc(real, rng.normal(size=(100, 10)), n_trees=200) == pytest.approx(0.5, abs=0.15)
     assert rf_auc(real, rng.normal(5.0, 1.0, size=(100, 10)), n_trees=200) == 1.0
-
-
-def test_normalise_total_scales_cells_and_keeps_empty_cells_zero():
-    x = np.array([[1.0, 3.0], [0.0, 0.0], [5.0, 5.0]])
-    out = normalise_total(x, 20_000)
-    np.testing.assert_allclose(out, [[5000, 15000], [0, 0], [10000, 10000]])
 
 
 def test_protocol_controls_bracket_scores(pbmc_prepared):

@@ -28,12 +28,12 @@ from scldbench.baselines._torch_common import (
     endless_batches,
     exponential_decay,
     in_chunks,
-    lsn,
     mlp,
     scale_counts,
     to_counts,
     unscale,
 )
+from scldbench.counts.torch import normalise_total
 from scldbench.generator import Generator
 
 
@@ -72,7 +72,7 @@ class GanGenerator(nn.Module):
             h = linear(h)
             h = norm(h, y) if self.n_classes else norm(h)
             h = torch.relu(h)
-        x = lsn(torch.relu(self.out(h)), self.total)
+        x = normalise_total(torch.relu(self.out(h)), self.total, eps=1e-8)
         return torch.log1p(x) if self.log else x
 
 

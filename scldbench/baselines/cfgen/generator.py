@@ -23,10 +23,10 @@ from scldbench.baselines._torch_common import LibraryPrior, check_sizes, encode_
 from scldbench.baselines.cfgen.flow import SOLVERS, guided_velocity, integrate
 from scldbench.baselines.cfgen.modules import CountAutoencoder, VelocityField
 from scldbench.baselines.cfgen.training import train_flow
-from scldbench.baselines.vae import moment_log_theta
+from scldbench.counts.numpy import moment_log_theta
+from scldbench.counts.torch import sample_nb
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator, SampleOutput
-from scldbench.scld.autoencoder import draw_counts
 from scldbench.scld.latent_scaling import fit_latent_scaler
 from scldbench.scld.training import CountData, train_autoencoder, validation_split
 
@@ -201,7 +201,7 @@ class CFGen(Generator):
             x0 = torch.randn(stop - start, self.latent_dim, device=self.device)
             z = self.scaler_.from_diffusion(integrate(field, x0, self.ode_steps, self.ode_solver))
             mean = self.autoencoder_.proportions(z) * lib_t[start:stop, None]
-            return draw_counts(mean, "nb", self.autoencoder_.log_theta.detach()).cpu()
+            return sample_nb(mean.clamp(min=0), self.autoencoder_.log_theta.detach().exp()).cpu()
 
         counts = torch.cat(in_chunks(chunk, n_cells, self.sample_batch_size)).numpy()
         return (counts, chosen) if chosen is not None else counts

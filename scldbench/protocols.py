@@ -4,9 +4,9 @@ A protocol is a small declared object: name, version, description, the settings 
 beside every score it makes) and its own evaluate function. Every result records the protocol that made it;
 numbers under different protocols are never compared.
 
-- `Protocol.evaluate(real, generated, reference=..., seed=..., n_trees=...)`: the whole-data scores of two
+- `ScoringProtocol.evaluate(real, generated, reference=..., seed=..., n_trees=...)`: the whole-data scores of two
   count matrices (what diagnostics and benchmarks call).
-- `Protocol.score(context, generated, seed=..., settings=...)`: one job's stored sample scored in full
+- `ScoringProtocol.score(context, generated, seed=..., settings=...)`: one job's stored sample scored in full
   (whole data and per cluster), see scldbench.scoring.
 """
 
@@ -37,7 +37,7 @@ PerCluster = dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class Protocol:
+class ScoringProtocol:
     """A pinned, versioned way of scoring generated cells against real test cells.
 
     `compare(real, generated, reference, seed, n_trees)` gives whole-data scores of two count matrices;
@@ -136,7 +136,7 @@ def _per_cluster_counts(context: ScoringContext, generated: ad.AnnData, settings
             yield cluster, real_rows.size, gen_rows.size, prepared.test.X[real_rows], generated.X[gen_rows], None
 
 
-def _score_rf_mmd(protocol: Protocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
+def _score_rf_mmd(protocol: ScoringProtocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
                   settings: EvaluateSettings) -> tuple[Scores, PerCluster]:
     prepared = context.prepared
     metrics = protocol.evaluate(prepared.test.X, generated.X, reference=prepared.train.X, seed=seed,
@@ -241,7 +241,7 @@ def _hvg_compare(real_test: ArrayLike, generated: ArrayLike, *, reference: Array
     return distribution_distances(space.embed(real_test), space.embed(generated), seed=seed)
 
 
-def _score_hvg(protocol: Protocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
+def _score_hvg(protocol: ScoringProtocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
                settings: EvaluateSettings) -> tuple[Scores, PerCluster]:
     prepared = context.prepared
     space: HvgSpace = context.memo("hvg-space", lambda: fit_hvg_space(prepared.train.X, prepared.test.X))
@@ -267,10 +267,10 @@ def _score_hvg(protocol: Protocol, context: ScoringContext, generated: ad.AnnDat
     return metrics, per_cluster
 
 
-PROTOCOLS: dict[str, Protocol] = {
+PROTOCOLS: dict[str, ScoringProtocol] = {
     p.name: p
     for p in (
-        Protocol(
+        ScoringProtocol(
             name="scgan-v1",
             version=1,
             description=(
@@ -289,7 +289,7 @@ PROTOCOLS: dict[str, Protocol] = {
             score_sample=_score_rf_mmd,
             space="scgan-v1",
         ),
-        Protocol(
+        ScoringProtocol(
             name="logpca-v1",
             version=1,
             description=(
@@ -305,7 +305,7 @@ PROTOCOLS: dict[str, Protocol] = {
             score_sample=_score_rf_mmd,
             space="scgan-v1",
         ),
-        Protocol(
+        ScoringProtocol(
             name="hvg-pca30-v1",
             version=1,
             description=(
@@ -334,7 +334,7 @@ DEFAULT_PROTOCOLS: tuple[str, ...] = ("scgan-v1", "hvg-pca30-v1")
 EXTRAS_PROTOCOL = "scgan-v1"
 
 
-def get_protocol(name: str) -> Protocol:
+def get_protocol(name: str) -> ScoringProtocol:
     if name not in PROTOCOLS:
         raise ScldbenchError(f"unknown protocol {name!r}{suggest(name, PROTOCOLS)}; use one of {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]

@@ -26,7 +26,7 @@ from scldbench.errors import (
     Terminated,
 )
 from scldbench.progress import LiveReporter, LogReporter
-from scldbench.report.table import results_table
+from scldbench.report.run_table import results_table
 from scldbench.results import protocol_views
 
 app = typer.Typer(

@@ -129,7 +129,7 @@ def biology_scores(
 
 def on_target_classifier(prepared: PreparedData, seed: int):
     """A cell-type classifier trained on real labelled training cells (judges where generated cells land)."""
-    from scldbench.metrics.properties import log_normalise
+    from scldbench.counts.numpy import log_normalise
     from scldbench.metrics.utility import make_classifier
 
     classifier = make_classifier("logreg", n_components=30, n_samples=prepared.train.n_obs, seed=seed)
@@ -147,7 +147,7 @@ def guidance_sweep(
 ) -> list[dict[str, Any]]:
     """For each cluster and guidance weight w: the fraction of cells generated for the cluster that a
     classifier trained on real cells assigns to it (paper Figure 5)."""
-    from scldbench.metrics.properties import log_normalise
+    from scldbench.counts.numpy import log_normalise
 
     classifier = on_target_classifier(prepared, seed)
     rows = []

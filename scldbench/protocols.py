@@ -4,9 +4,9 @@ A protocol is a small declared object: name, version, description, the settings 
 beside every score it makes) and its own evaluate function. Every result records the protocol that made it;
 numbers under different protocols are never compared.
 
-- `Protocol.evaluate(real, generated, reference=..., seed=..., n_trees=...)`: the whole-data scores of two
+- `ScoringProtocol.evaluate(real, generated, reference=..., seed=..., n_trees=...)`: the whole-data scores of two
   count matrices (what diagnostics and benchmarks call).
-- `Protocol.score(context, generated, seed=..., settings=...)`: one job's stored sample scored in full
+- `ScoringProtocol.score(context, generated, seed=..., settings=...)`: one job's stored sample scored in full
   (whole data and per cluster), see scldbench.scoring.
 """
 
@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
-from scldbench.data.counts import ArrayLike, to_dense
+from scldbench.counts.numpy import normalise_total, normalise_total_csr
+from scldbench.data.counts import ArrayLike
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.metrics import catalogue, mmd_multi_kernel, rf_auc
 
@@ -35,16 +36,8 @@ Scores = dict[str, float]
 PerCluster = dict[str, dict[str, Any]]
 
 
-def normalise_total(x: ArrayLike, target: float) -> np.ndarray:
-    """Scale every cell to `target` total counts (cells with no counts stay zero)."""
-    dense = to_dense(x, np.float32)
-    totals = dense.sum(axis=1, keepdims=True, dtype=np.float64)
-    scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0).astype(np.float32)
-    return dense * scale
-
-
 @dataclass(frozen=True)
-class Protocol:
+class ScoringProtocol:
     """A pinned, versioned way of scoring generated cells against real test cells.
 
     `compare(real, generated, reference, seed, n_trees)` gives whole-data scores of two count matrices;
@@ -97,11 +90,11 @@ class Protocol:
 
 
 def _scgan_transform(x: ArrayLike) -> np.ndarray:
-    return normalise_total(x, 20_000)
+    return normalise_total(x, 20_000, dtype=np.float32)
 
 
 def _log_transform(x: ArrayLike) -> np.ndarray:
-    return np.log1p(normalise_total(x, 1e4))
+    return np.log1p(normalise_total(x, 1e4, dtype=np.float32))
 
 
 def _rf_mmd(transform: Callable[[ArrayLike], np.ndarray], mmd_pca_fit_on: str) -> Callable[..., Scores]:
@@ -143,7 +136,7 @@ def _per_cluster_counts(context: ScoringContext, generated: ad.AnnData, settings
             yield cluster, real_rows.size, gen_rows.size, prepared.test.X[real_rows], generated.X[gen_rows], None
 
 
-def _score_rf_mmd(protocol: Protocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
+def _score_rf_mmd(protocol: ScoringProtocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
                   settings: EvaluateSettings) -> tuple[Scores, PerCluster]:
     prepared = context.prepared
     metrics = protocol.evaluate(prepared.test.X, generated.X, reference=prepared.train.X, seed=seed,
@@ -191,9 +184,8 @@ class HvgSpace:
     pca: PCA
 
     def embed(self, counts: ArrayLike) -> np.ndarray:
-        from scldbench.metrics.properties import normalised_csr
 
-        values = normalised_csr(counts, HVG_SETTINGS["normalise_total"], log=True)[:, self.genes].toarray()
+        values = normalise_total_csr(counts, HVG_SETTINGS["normalise_total"], log=True)[:, self.genes].toarray()
         return self.pca.transform(values)
 
 
@@ -221,10 +213,9 @@ def highly_variable_genes(train_counts: ArrayLike, n_top: int) -> np.ndarray:
 
 def fit_hvg_space(train_counts: ArrayLike, test_counts: ArrayLike) -> HvgSpace:
     """HVGs on the training counts; PCA-30 (full SVD, so no seed) of the real test cells' log1p CP10k HVGs."""
-    from scldbench.metrics.properties import normalised_csr
 
     genes = highly_variable_genes(train_counts, HVG_SETTINGS["n_hvg"])
-    values = normalised_csr(test_counts, HVG_SETTINGS["normalise_total"], log=True)[:, genes].toarray()
+    values = normalise_total_csr(test_counts, HVG_SETTINGS["normalise_total"], log=True)[:, genes].toarray()
     k = min(HVG_SETTINGS["n_components"], values.shape[0] - 1, values.shape[1])
     return HvgSpace(genes, PCA(n_components=k, svd_solver="full").fit(values))
 
@@ -250,7 +241,7 @@ def _hvg_compare(real_test: ArrayLike, generated: ArrayLike, *, reference: Array
     return distribution_distances(space.embed(real_test), space.embed(generated), seed=seed)
 
 
-def _score_hvg(protocol: Protocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
+def _score_hvg(protocol: ScoringProtocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
                settings: EvaluateSettings) -> tuple[Scores, PerCluster]:
     prepared = context.prepared
     space: HvgSpace = context.memo("hvg-space", lambda: fit_hvg_space(prepared.train.X, prepared.test.X))
@@ -276,10 +267,10 @@ def _score_hvg(protocol: Protocol, context: ScoringContext, generated: ad.AnnDat
     return metrics, per_cluster
 
 
-PROTOCOLS: dict[str, Protocol] = {
+PROTOCOLS: dict[str, ScoringProtocol] = {
     p.name: p
     for p in (
-        Protocol(
+        ScoringProtocol(
             name="scgan-v1",
             version=1,
             description=(
@@ -298,7 +289,7 @@ PROTOCOLS: dict[str, Protocol] = {
             score_sample=_score_rf_mmd,
             space="scgan-v1",
         ),
-        Protocol(
+        ScoringProtocol(
             name="logpca-v1",
             version=1,
             description=(
@@ -314,7 +305,7 @@ PROTOCOLS: dict[str, Protocol] = {
             score_sample=_score_rf_mmd,
             space="scgan-v1",
         ),
-        Protocol(
+        ScoringProtocol(
             name="hvg-pca30-v1",
             version=1,
             description=(
@@ -343,7 +334,7 @@ DEFAULT_PROTOCOLS: tuple[str, ...] = ("scgan-v1", "hvg-pca30-v1")
 EXTRAS_PROTOCOL = "scgan-v1"
 
 
-def get_protocol(name: str) -> Protocol:
+def get_protocol(name: str) -> ScoringProtocol:
     if name not in PROTOCOLS:
         raise ScldbenchError(f"unknown protocol {name!r}{suggest(name, PROTOCOLS)}; use one of {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]

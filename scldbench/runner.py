@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-from typing import Protocol as TypingProtocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -69,7 +68,7 @@ class Job:
         return f"{safe_name(self.label)}-seed{self.seed}-{self.key[:10]}"
 
 
-class Reporter(TypingProtocol):
+class Reporter(Protocol):
     def start(self, jobs: Sequence[Job], note: str | None) -> None: ...
     def stage(self, job: Job, stage: str) -> None: ...
     def done(self, job: Job, record: dict[str, Any]) -> None: ...

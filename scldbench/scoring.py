@@ -20,7 +20,7 @@ import anndata as ad
 
 from scldbench.data.prepare import PreparedData
 from scldbench.errors import ScldbenchError
-from scldbench.protocols import EXTRAS_PROTOCOL, Protocol, get_protocol
+from scldbench.protocols import EXTRAS_PROTOCOL, ScoringProtocol, get_protocol
 from scldbench.suite import EvaluateSettings
 
 
@@ -70,7 +70,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def score_protocol(
-    protocol: Protocol,
+    protocol: ScoringProtocol,
     context: ScoringContext,
     samples: ad.AnnData,
     settings: EvaluateSettings,

@@ -287,8 +287,8 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
 
 
 def builtin_suites() -> dict[str, str]:
-    """Name -> TOML text of the suites shipped in the `suites` package."""
-    folder = resources.files("suites")
+    """Name -> TOML text of the suites shipped in the `scldbench.suites` package."""
+    folder = resources.files("scldbench.suites")
     return {p.name[:-5]: p.read_text() for p in folder.iterdir() if p.name.endswith(".toml")}
 
 
@@ -305,7 +305,7 @@ def load_suite(name_or_path: str) -> Suite:
                 f"unknown suite {name_or_path!r}{suggest(name_or_path, suites)}; "
                 f"built-in suites: {', '.join(sorted(suites))}, or give a .toml path"
             )
-        text, where = suites[name_or_path], f"suites/{name_or_path}.toml"
+        text, where = suites[name_or_path], f"scldbench/suites/{name_or_path}.toml"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

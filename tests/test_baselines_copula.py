@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from baselines.copula import NB, POISSON, ZINB, Copula, fit_marginals, marginal_cdf, marginal_ppf
 from scldbench import Generator, ScldbenchError
+from scldbench.baselines.copula import NB, POISSON, ZINB, Copula, fit_marginals, marginal_cdf, marginal_ppf
 
 
 def _dense(x) -> np.ndarray:

@@ -43,7 +43,7 @@ def small(pbmc_prepared) -> ad.AnnData:
 def scanvi(small):
     pytest.importorskip("scvi")
     torch.set_num_threads(1)
-    from baselines.scvi import ScviTools
+    from scldbench.baselines.scvi import ScviTools
 
     return ScviTools(seed=0, **TINY).fit(small, labels_key="cluster")
 
@@ -75,7 +75,7 @@ def test_generation_never_encodes_cells(scanvi, monkeypatch) -> None:
 
 
 def test_seeded_and_saved_models_repeat_exactly(scanvi, small, tmp_path) -> None:
-    from baselines.scvi import ScviTools
+    from scldbench.baselines.scvi import ScviTools
 
     np.testing.assert_array_equal(scanvi.sample(10, seed=4).X, scanvi.sample(10, seed=4).X)
     scanvi.save(tmp_path / "m")
@@ -90,7 +90,7 @@ def test_seeded_and_saved_models_repeat_exactly(scanvi, small, tmp_path) -> None
 
 def test_unlabelled_fit_is_scvi_and_refuses_labels(small) -> None:
     pytest.importorskip("scvi")
-    from baselines.scvi import ScviTools
+    from scldbench.baselines.scvi import ScviTools
 
     gen = ScviTools(seed=1, use_labels=False, **TINY).fit(small, labels_key="cluster")
     assert type(gen.module_).__name__ == "VAE"
@@ -101,7 +101,7 @@ def test_unlabelled_fit_is_scvi_and_refuses_labels(small) -> None:
 
 def test_bad_parameters_are_refused() -> None:
     pytest.importorskip("scvi")
-    from baselines.scvi import ScviTools
+    from scldbench.baselines.scvi import ScviTools
 
     with pytest.raises(ScldbenchError, match="gene_likelihood must be one of zinb, nb"):
         ScviTools(gene_likelihood="poisson")

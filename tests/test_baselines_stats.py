@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from baselines.copula import Copula
-from baselines.nb import NegativeBinomial, nb_mle, nb_moments, sample_nb
-from baselines.splat import Splat, SplatParams, estimate_splat, simulate_splat
-from baselines.sugar import Sugar, generation_weights, kernel_density, mgc_diffuse
+from scldbench.baselines.copula import Copula
+from scldbench.baselines.nb import NegativeBinomial
+from scldbench.baselines.splat import Splat, SplatParams, estimate_splat, simulate_splat
+from scldbench.baselines.sugar import Sugar, generation_weights, kernel_density, mgc_diffuse
+from scldbench.counts.numpy import nb_mle, nb_moments, sample_nb
 
 FACTORIES = {
     "nb": lambda seed: NegativeBinomial(seed=seed),

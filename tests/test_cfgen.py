@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.cfgen import CFGen
-from baselines.cfgen.flow import guided_velocity, integrate, interpolate, target_velocity
-from baselines.cfgen.modules import VelocityField
-from baselines.cfgen.training import train_flow
 from scldbench import Generator, ScldbenchError
+from scldbench.baselines.cfgen import CFGen
+from scldbench.baselines.cfgen.flow import guided_velocity, integrate, interpolate, target_velocity
+from scldbench.baselines.cfgen.modules import VelocityField
+from scldbench.baselines.cfgen.training import train_flow
 from tests.conftest import make_counts
 
 TINY = {"latent_dim": 4, "encoder_layers": [32, 16], "ae_epochs": 20, "ae_batch_size": 32, "flow_hidden": 32,

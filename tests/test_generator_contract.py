@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from baselines.controls import PositiveControl, RandomControl, ShuffleControl
 from scldbench import Generator, ScldbenchError
+from scldbench.baselines.controls import PositiveControl, RandomControl, ShuffleControl
 from scldbench.generator import largest_remainder
 from tests.conftest import make_counts
 

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from scldbench.metrics import median_knn_distance, mmd_multi_kernel, rf_auc
-from scldbench.protocols import get_protocol, normalise_total
+from scldbench.protocols import get_protocol
 
 
 def brute_force_mmd(x: np.ndarray, y: np.ndarray, sigmas: list[float]) -> float:
@@ -73,14 +73,8 @@ def test_rf_auc_extremes():
     assert rf_auc(real, rng.normal(5.0, 1.0, size=(100, 10)), n_trees=200) == 1.0
 
 
-def test_normalise_total_scales_cells_and_keeps_empty_cells_zero():
-    x = np.array([[1.0, 3.0], [0.0, 0.0], [5.0, 5.0]])
-    out = normalise_total(x, 20_000)
-    np.testing.assert_allclose(out, [[5000, 15000], [0, 0], [10000, 10000]])
-
-
 def test_protocol_controls_bracket_scores(pbmc_prepared):
-    from baselines.controls import PositiveControl, RandomControl
+    from scldbench.baselines.controls import PositiveControl, RandomControl
 
     p = pbmc_prepared
     protocol = get_protocol("scgan-v1")

@@ -16,7 +16,6 @@ from scldbench.metrics.properties import (
     binned_trend_distance,
     gene_correlation_distance,
     ks_statistic,
-    log_normalise,
     property_distances,
 )
 from scldbench.metrics.utility import augmentation_benefit, train_synthetic_test_real
@@ -342,8 +341,3 @@ def test_scaling_between_controls():
     assert scaled["f1"].scaled == pytest.approx(0.5) and not scaled["f1"].outside
     assert scaled["mmd"].scaled == pytest.approx(-0.5 / 0.9) and scaled["mmd"].outside
     assert not scale_scores({"a": 1.05}, {"a": 0.0}, {"a": 1.0}, tolerance=0.1)["a"].outside
-
-
-def test_log_normalise_hand_case():
-    out = log_normalise(sp.csr_matrix(np.array([[1.0, 3.0], [0.0, 0.0]])), target=4.0)
-    np.testing.assert_allclose(out, np.log1p([[1.0, 3.0], [0.0, 0.0]]))

@@ -98,7 +98,7 @@ def test_star_leaves_out_generators_this_installation_cannot_run(pbmc_prepared, 
 
 
 def test_a_changed_generator_default_changes_the_job_key(pbmc_prepared, monkeypatch):
-    from baselines.nb import NegativeBinomial
+    from scldbench.baselines.nb import NegativeBinomial
     from scldbench.runner import plan_jobs
 
     suite = load_suite("pbmc")

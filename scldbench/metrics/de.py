@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from scldbench.counts.numpy import normalise_total_csr
 from scldbench.data.counts import ArrayLike
-from scldbench.metrics.properties import normalised_csr
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def find_markers(
     if not groups:
         return Markers({}, {})
     adata = ad.AnnData(
-        X=normalised_csr(counts, 1e4, log=True).astype(np.float32),
+        X=normalise_total_csr(counts, 1e4, log=True).astype(np.float32),
         obs=pd.DataFrame({"group": pd.Categorical(labels)}, index=[f"c{i}" for i in range(len(labels))]),
         var=pd.DataFrame(index=[str(g) for g in gene_names]),
     )

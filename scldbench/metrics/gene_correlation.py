@@ -12,19 +12,19 @@ import warnings
 
 import numpy as np
 
+from scldbench.counts.numpy import normalise_total_csr
 from scldbench.data.counts import ArrayLike
-from scldbench.metrics.properties import normalised_csr
 
 
 def most_expressed(counts: ArrayLike, n_genes: int = 200) -> np.ndarray:
     """Indices of the `n_genes` genes with the highest mean log-normalised value (ties: lower index first)."""
-    means = np.asarray(normalised_csr(counts, 1e4, log=True).mean(axis=0)).ravel()
+    means = np.asarray(normalise_total_csr(counts, 1e4, log=True).mean(axis=0)).ravel()
     return np.sort(np.argsort(-means, kind="stable")[: min(n_genes, means.size)])
 
 
 def log_expression(counts: ArrayLike, genes: np.ndarray) -> np.ndarray:
     """log1p of counts normalised to 1e4 per cell (over all genes), then only the columns `genes`; dense."""
-    return normalised_csr(counts, 1e4, log=True)[:, genes].toarray()
+    return normalise_total_csr(counts, 1e4, log=True)[:, genes].toarray()
 
 
 def _upper_correlations(values: np.ndarray) -> np.ndarray:

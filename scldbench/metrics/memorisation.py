@@ -12,8 +12,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
+from scldbench.counts.numpy import log_normalise
 from scldbench.data.counts import ArrayLike
-from scldbench.metrics.properties import log_normalise
 
 
 def fit_log_pca(

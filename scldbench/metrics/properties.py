@@ -28,20 +28,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from scldbench.counts.numpy import normalise_total_csr
 from scldbench.data.counts import ArrayLike
-
-
-def log_normalise(x: ArrayLike, target: float = 1e4) -> np.ndarray:
-    """log1p of counts scaled to `target` total per cell (cells with no counts stay zero); dense float64."""
-    return np.log1p(normalise_counts(x, target))
-
-
-def normalise_counts(x: ArrayLike, target: float = 1e4) -> np.ndarray:
-    """Counts scaled to `target` total per cell (cells with no counts stay zero); dense float64."""
-    dense = x.toarray() if sp.issparse(x) else np.asarray(x)
-    dense = dense.astype(np.float64, copy=False)
-    totals = dense.sum(axis=1, keepdims=True)
-    return np.divide(dense * target, totals, out=np.zeros_like(dense), where=totals > 0)
 
 
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,20 +41,6 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
     cdf_a = np.searchsorted(a, grid, side="right") / a.size
     cdf_b = np.searchsorted(b, grid, side="right") / b.size
     return float(np.max(np.abs(cdf_a - cdf_b)))
-
-
-def normalised_csr(x: ArrayLike, target: float = 1e4, log: bool = False) -> sp.csr_matrix:
-    """Counts scaled to `target` per cell (log1p of that when `log`), kept sparse: CSR float64, zeros dropped."""
-    m = sp.csr_matrix(x, dtype=np.float64, copy=True)
-    if m.ndim != 2:
-        raise ValueError(f"counts must be 2-D (cells x genes), got shape {m.shape}")
-    m.eliminate_zeros()
-    totals = np.asarray(m.sum(axis=1)).ravel()
-    scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0)
-    m.data *= np.repeat(scale, np.diff(m.indptr))
-    if log:
-        np.log1p(m.data, out=m.data)
-    return m
 
 
 def _column_mean_var(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -164,9 +138,10 @@ def property_distances(
     gen_zero_gene = 1 - gen_counts.getnnz(axis=0) / n_gen
     real_zero_cell = 1 - real_counts.getnnz(axis=1) / real_counts.shape[1]
     gen_zero_cell = 1 - gen_counts.getnnz(axis=1) / gen_counts.shape[1]
-    real_mean, real_var = _column_mean_var(normalised_csr(real_counts, target))
-    gen_mean, gen_var = _column_mean_var(normalised_csr(gen_counts, target))
-    real_log, gen_log = normalised_csr(real_counts, target, log=True), normalised_csr(gen_counts, target, log=True)
+    real_mean, real_var = _column_mean_var(normalise_total_csr(real_counts, target))
+    gen_mean, gen_var = _column_mean_var(normalise_total_csr(gen_counts, target))
+    real_log = normalise_total_csr(real_counts, target, log=True)
+    gen_log = normalise_total_csr(gen_counts, target, log=True)
     n_corr = min(n_corr_genes, real_counts.shape[1])
     top = np.argsort(-np.asarray(real_log.mean(axis=0)).ravel(), kind="stable")[:n_corr]
     real_top, gen_top = real_log[:, top].toarray(), gen_log[:, top].toarray()

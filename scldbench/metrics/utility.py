@@ -18,8 +18,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from scldbench.counts.numpy import log_normalise
 from scldbench.data.counts import ArrayLike
-from scldbench.metrics.properties import log_normalise
 
 CLASSIFIERS = ("logreg", "knn")
 

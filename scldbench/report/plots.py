@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from scldbench.counts.numpy import log_normalise  # noqa: E402
 from scldbench.metrics.aggregate import mean_interval  # noqa: E402
 
 Record = dict[str, Any]
@@ -133,14 +134,6 @@ def training_times(records: Sequence[Record]) -> bytes | None:
     return to_png(fig)
 
 
-def _log_normalised(x: Any) -> np.ndarray:
-    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
-    x = np.asarray(x, dtype=np.float64)
-    totals = x.sum(axis=1, keepdims=True)
-    totals[totals == 0] = 1
-    return np.log1p(x / totals * 1e4)
-
-
 def _subsample(x: Any, n_max: int, rng: np.random.Generator) -> Any:
     if x.shape[0] <= n_max:
         return x
@@ -153,7 +146,7 @@ def embed(real: Any, generated: Any, method: str = "umap", seed: int = 0) -> np.
     import anndata as ad
     import scanpy as sc
 
-    x = np.vstack([_log_normalised(real), _log_normalised(generated)])
+    x = np.vstack([log_normalise(real), log_normalise(generated)])
     adata = ad.AnnData(X=x.astype(np.float32))
     n_comps = max(2, min(30, x.shape[0] - 1, x.shape[1] - 1))
     sc.pp.pca(adata, n_comps=n_comps, random_state=seed)

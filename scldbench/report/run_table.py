@@ -1,4 +1,4 @@
-"""The rich terminal table of a run's records."""
+"""The results table that `scldbench run` and `scldbench show` print: one row per generator and protocol, rich."""
 
 from __future__ import annotations
 

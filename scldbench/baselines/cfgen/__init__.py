@@ -1,5 +1,5 @@
 """CFGen-style generator: flow matching in the latent space of a negative-binomial count autoencoder."""
 
-from baselines.cfgen.generator import CFGen
+from scldbench.baselines.cfgen.generator import CFGen
 
 __all__ = ["CFGen"]

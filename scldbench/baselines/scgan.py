@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from baselines._torch_common import (
+from scldbench.baselines._torch_common import (
     SCGAN_TOTAL,
     LibraryPrior,
     batch_size_for,
@@ -28,12 +28,12 @@ from baselines._torch_common import (
     endless_batches,
     exponential_decay,
     in_chunks,
-    lsn,
     mlp,
     scale_counts,
     to_counts,
     unscale,
 )
+from scldbench.counts.torch import normalise_total
 from scldbench.generator import Generator
 
 
@@ -72,7 +72,7 @@ class GanGenerator(nn.Module):
             h = linear(h)
             h = norm(h, y) if self.n_classes else norm(h)
             h = torch.relu(h)
-        x = lsn(torch.relu(self.out(h)), self.total)
+        x = normalise_total(torch.relu(self.out(h)), self.total, eps=1e-8)
         return torch.log1p(x) if self.log else x
 
 
@@ -112,7 +112,7 @@ class ScGAN(Generator):
     lr 5e-4, `steps=1200` generator steps. It is far from converged: expect a poor score.
     Paper scale: `generator_layers=[256, 512, 1024]`, `critic_layers=[1024, 512, 256]`, `batch_size=128`,
     `lr=1e-4` decayed to 1e-5 over the run (`lr_decay=0.1`, `lr_decay_steps=steps`), `steps=1_000_000` as the
-    paper trains, on a GPU (suites/pbmc-paper.toml).
+    paper trains, on a GPU (scldbench/suites/pbmc-paper.toml).
 
     Output: the generated profile (normalised to `total`) is scaled to a library size drawn from the
     training cells' library sizes (of the requested cluster, for cscGAN), then `count_sampling`: "poisson"

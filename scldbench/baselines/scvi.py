@@ -27,7 +27,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from baselines._torch_common import LibraryPrior, in_chunks
+from scldbench.baselines._torch_common import LibraryPrior, in_chunks
+from scldbench.counts.numpy import library_sizes
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
@@ -170,8 +171,8 @@ class ScviTools(Generator):
         if labelled:
             obs[_LABELS] = pd.Categorical(labels)
         train = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
-        library = np.asarray(x.sum(axis=1), dtype=np.float64)
-        self.library_ = LibraryPrior(library, labels)
+        # LibraryPrior sums each row: a one-column matrix of library sizes keeps them as they are
+        self.library_ = LibraryPrior(library_sizes(x)[:, None], labels)
         with quiet_scvi():
             scvi.settings.seed = self.seed
             scvi.model.SCVI.setup_anndata(train, labels_key=_LABELS if labelled else None)

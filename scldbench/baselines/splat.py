@@ -49,7 +49,8 @@ import scipy.sparse as sp
 from scipy.optimize import curve_fit, minimize
 from scipy.special import digamma, gammaln, polygamma
 
-from baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
+from scldbench.baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
+from scldbench.counts.numpy import library_sizes, nb_gamma_rates, normalise_total_csr, residual_squares
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
@@ -100,10 +101,6 @@ class GeneState:
 
 
 # ----------------------------------------------------------------------------------------------- estimation
-def library_sizes(x: sp.spmatrix | np.ndarray) -> np.ndarray:
-    return np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
-
-
 def estimate_library(lib: np.ndarray) -> tuple[float, float]:
     """Log-normal MLE (location, scale) of library sizes."""
     logs = np.log(lib[lib > 0])
@@ -112,9 +109,7 @@ def estimate_library(lib: np.ndarray) -> tuple[float, float]:
 
 def normalised_means(x: sp.spmatrix | np.ndarray, lib: np.ndarray) -> np.ndarray:
     """Gene means after scaling every cell to the median library size."""
-    scale = np.median(lib) / np.maximum(lib, 1e-12)
-    scaled = sp.diags(scale) @ sp.csr_matrix(x, dtype=np.float64)
-    return np.asarray(scaled.mean(axis=0)).ravel()
+    return np.asarray(normalise_total_csr(x, np.median(lib)).mean(axis=0)).ravel()
 
 
 def _mad(values: np.ndarray) -> float:
@@ -162,9 +157,7 @@ def _inv_gamma_loglik(z: np.ndarray, df: float) -> np.ndarray:
 def _moment_terms(m: sp.csc_matrix, lib: np.ndarray) -> tuple[np.ndarray, ...]:
     """For one group: per-gene S = sum_i (x - L_i p)^2 - L_i p and the coefficients of w(c) in c^2, 2c, 1."""
     p = np.asarray(m.sum(axis=0)).ravel() / lib.sum()
-    sq = np.asarray(m.multiply(m).sum(axis=0)).ravel()
-    cross = np.asarray(m.T @ lib).ravel()
-    excess = sq - 2 * p * cross + p**2 * (lib**2).sum() - p * lib.sum()
+    excess = residual_squares(m, lib, p) - p * lib.sum()
     # sum_i (c mu + sqrt(mu))^2 = c^2 p^2 sum L^2 + 2 c p^1.5 sum L^1.5 + p sum L
     return excess, p**2 * (lib**2).sum(), p**1.5 * (lib**1.5).sum(), p * lib.sum()
 
@@ -321,8 +314,7 @@ def simulate_cells(
         expressed = mu > 0
         bcv = (params.bcv_common + 1 / np.sqrt(np.where(expressed, mu, 1.0))) * state.bcv_scale[None, :]
         bcv2 = bcv**2
-        lam = np.zeros_like(mu)
-        lam[expressed] = rng.gamma(1 / bcv2[expressed], mu[expressed] * bcv2[expressed])
+        lam = nb_gamma_rates(rng, mu, np.where(expressed, bcv2, 0.0))
         counts = rng.poisson(lam).astype(np.float32)
         if dropout:
             with np.errstate(divide="ignore", over="ignore"):

@@ -9,7 +9,7 @@ Marginal rule (per cluster, per gene), by BIC = k log(n) - 2 log-likelihood with
 n the cluster's cells:
 
 - Poisson when the sample variance does not exceed the sample mean (no over-dispersion to model);
-- otherwise NB (maximum-likelihood mean and dispersion, `baselines.nb`) unless Poisson has the lower BIC,
+- otherwise NB (maximum-likelihood mean and dispersion, `scldbench.baselines.nb`) unless Poisson has the lower BIC,
   i.e. unless the NB log-likelihood gain is at most log(n) / 2;
 - ZINB (EM over the structural-zero probability, mean and dispersion) replaces the NB when the gene has more
   zeros than the fitted NB predicts and its log-likelihood gain over the NB exceeds log(n) / 2 (lower BIC).
@@ -42,16 +42,8 @@ from scipy import stats
 from scipy.special import ndtr, ndtri
 from sklearn.covariance import ledoit_wolf
 
-from baselines.nb import (
-    ALL_CELLS,
-    chunk_rows,
-    nb_dispersion_mle,
-    nb_mle,
-    sample_by_group,
-    sample_nb,
-    size_bins,
-    size_factors,
-)
+from scldbench.baselines.nb import ALL_CELLS, chunk_rows, sample_by_group
+from scldbench.counts.numpy import nb_dispersion_mle, nb_mle, nb_zero_prob, sample_nb, size_bins, size_factors
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
@@ -150,13 +142,6 @@ class _Binned:
         p0 = nb_zero_prob(self.bin_s[:, None] * mu[None, :], phi)
         zeros = (self.zeros * np.log(pi + (1.0 - pi) * p0 + 1e-300)).sum(axis=0)
         return nonzero + zeros
-
-
-def nb_zero_prob(mean: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """P(X = 0) under NB(mean, phi), Poisson where phi = 0."""
-    phi = np.broadcast_to(phi, mean.shape)
-    safe = np.where(phi > 0, phi, 1.0)
-    return np.where(phi > 0, np.exp(-np.log1p(safe * mean) / safe), np.exp(-mean))
 
 
 def fit_zinb(data: _Binned, mu: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from baselines.cfgen.flow import interpolate, target_velocity
-from baselines.cfgen.modules import VelocityField
+from scldbench.baselines.cfgen.flow import interpolate, target_velocity
+from scldbench.baselines.cfgen.modules import VelocityField
 from scldbench.scld.training import batches
 
 

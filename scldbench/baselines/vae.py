@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._torch_common import (
+from scldbench.baselines._torch_common import (
     LibraryPrior,
     batch_size_for,
     check_sizes,
@@ -27,42 +27,12 @@ from baselines._torch_common import (
     in_chunks,
     mlp,
 )
+from scldbench.counts.numpy import moment_log_theta
+from scldbench.counts.torch import nb_log_prob, sample_nb
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
 DISPERSIONS = ("gene", "gene-cluster")
-
-
-def nb_log_likelihood(x: torch.Tensor, mean: torch.Tensor, theta: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """log NB(x; mean, inverse dispersion theta), summed over genes, per cell."""
-    log_theta_mean = torch.log(theta + mean + eps)
-    ll = (
-        torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0)
-        + theta * (torch.log(theta + eps) - log_theta_mean)
-        + x * (torch.log(mean + eps) - log_theta_mean)
-    )
-    return ll.sum(dim=1)
-
-
-def sample_nb(mean: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """NB counts as a gamma-Poisson mixture (torch's global RNG, seeded by the base class)."""
-    rate = torch.distributions.Gamma(theta.expand_as(mean), theta / mean.clamp_min(1e-8)).sample()
-    return torch.poisson(rate)
-
-
-def moment_log_theta(counts: np.ndarray, groups: np.ndarray | None, n_rows: int) -> np.ndarray:
-    """Method-of-moments log inverse dispersion per gene (per group when `n_rows` > 1): the starting point.
-
-    Starting from the data matters: the likelihood's pull on theta is weak, and from theta = 1 a few thousand
-    Adam steps leave every gene about equally (and too) overdispersed.
-    """
-    rows = []
-    for r in range(n_rows):
-        x = counts if n_rows == 1 or groups is None else counts[groups == r]
-        mean, var = x.mean(axis=0), x.var(axis=0)
-        theta = np.divide(mean**2, var - mean, out=np.full_like(mean, 100.0), where=var > mean)
-        rows.append(np.log(np.clip(theta, 0.05, 100.0)))
-    return np.stack(rows).astype(np.float32)
 
 
 class CountVAEModule(nn.Module):
@@ -98,7 +68,7 @@ class CountVAEModule(nn.Module):
         mu, logvar = self.encode(counts, y)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         mean = self.proportions(z, y) * counts.sum(dim=1, keepdim=True)
-        recon = -nb_log_likelihood(counts, mean, self.theta(y))
+        recon = -nb_log_prob(counts, mean, self.theta(y)).sum(dim=1)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
         return (recon + kl_weight * kl).mean()
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from baselines._torch_common import mlp
-from scldbench.scld.autoencoder import log_normalise, nb_nll
+from scldbench.baselines._torch_common import mlp
+from scldbench.counts.torch import log_normalise, nb_log_prob_from_logs
 from scldbench.scld.denoiser import ResBlock, timestep_embedding
 
 # t in [0, 1] is spread over the sinusoidal embedding's range as a diffusion step index would be
@@ -46,7 +46,7 @@ class CountAutoencoder(nn.Module):
         """
         log_lib = torch.log(counts.sum(dim=1, keepdim=True).clamp(min=1.0))
         log_mu = self.log_proportions(self.encode(counts)) + log_lib
-        return nb_nll(counts, log_mu, self.log_theta).sum(dim=1).mean()
+        return -nb_log_prob_from_logs(counts, log_mu, self.log_theta).sum(dim=1).mean()
 
 
 class VelocityField(nn.Module):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from scldbench.counts.numpy import normalise_total
 from scldbench.data.counts import ArrayLike, to_dense
 from scldbench.errors import ScldbenchError
 
@@ -24,26 +25,15 @@ def dense_counts(x: ArrayLike) -> np.ndarray:
     return to_dense(x, np.float32)
 
 
-def normalise_total(counts: np.ndarray, total: float) -> np.ndarray:
-    """Each cell scaled to `total` counts; empty cells stay zero."""
-    lib = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts * total, lib, out=np.zeros_like(counts), where=lib > 0)
-
-
 def scale_counts(counts: np.ndarray, total: float = SCGAN_TOTAL, log: bool = True) -> np.ndarray:
     """The scGAN/ACTIVA input: counts normalised to a fixed total, then log1p (when `log`)."""
-    x = normalise_total(counts, total)
+    x = normalise_total(counts, total, dtype=counts.dtype, divide_last=True)
     return np.log1p(x) if log else x
 
 
 def unscale(values: torch.Tensor, log: bool = True) -> torch.Tensor:
     """Inverse of the log step of `scale_counts` (clamped at zero)."""
     return torch.expm1(values).clamp_min(0.0) if log else values.clamp_min(0.0)
-
-
-def lsn(x: torch.Tensor, total: float, eps: float = 1e-8) -> torch.Tensor:
-    """Library-size normalisation layer: each non-negative row rescaled to sum to `total`."""
-    return x * (total / (x.sum(dim=1, keepdim=True) + eps))
 
 
 def mlp(
@@ -146,8 +136,7 @@ class LibraryPrior:
 def to_counts(profiles: np.ndarray, libraries: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
     """Non-negative profiles rescaled to `libraries` per cell, then rounded, Poisson-sampled, or kept."""
     p = np.clip(np.nan_to_num(profiles.astype(np.float64), nan=0.0, posinf=0.0), 0.0, None)
-    totals = p.sum(axis=1, keepdims=True)
-    scaled = np.divide(p * libraries[:, None], totals, out=np.zeros_like(p), where=totals > 0)
+    scaled = normalise_total(p, libraries, divide_last=True)
     if mode == "poisson":
         scaled = rng.poisson(scaled)
     elif mode == "round":

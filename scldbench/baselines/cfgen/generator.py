@@ -19,14 +19,14 @@ import anndata as ad
 import numpy as np
 import torch
 
-from baselines._torch_common import LibraryPrior, check_sizes, encode_labels, in_chunks
-from baselines.cfgen.flow import SOLVERS, guided_velocity, integrate
-from baselines.cfgen.modules import CountAutoencoder, VelocityField
-from baselines.cfgen.training import train_flow
-from baselines.vae import moment_log_theta
+from scldbench.baselines._torch_common import LibraryPrior, check_sizes, encode_labels, in_chunks
+from scldbench.baselines.cfgen.flow import SOLVERS, guided_velocity, integrate
+from scldbench.baselines.cfgen.modules import CountAutoencoder, VelocityField
+from scldbench.baselines.cfgen.training import train_flow
+from scldbench.counts.numpy import moment_log_theta
+from scldbench.counts.torch import sample_nb
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator, SampleOutput
-from scldbench.scld.autoencoder import draw_counts
 from scldbench.scld.latent_scaling import fit_latent_scaler
 from scldbench.scld.training import CountData, train_autoencoder, validation_split
 
@@ -42,7 +42,7 @@ class CFGen(Generator):
 
     Defaults are the paper's configuration (encoder 512-256 to a 50-d latent, 200 autoencoder epochs at batch
     128; a velocity field of 3 residual blocks of width 512 with 256-d embeddings, 1,000 epochs at batch 256,
-    learning rate 1e-4): sized for a GPU. suites/pbmc.toml holds CPU-sized settings.
+    learning rate 1e-4): sized for a GPU. scldbench/suites/pbmc.toml holds CPU-sized settings.
 
     `guidance` w (here or per `sample` call): v = (1 + w) v(z, label) - w v(z, null); 0 is the plain conditional
     field, -1 the unconditional one. The ODE is solved from t = 0 to 1 with `ode_steps` steps of `ode_solver`.
@@ -201,7 +201,7 @@ class CFGen(Generator):
             x0 = torch.randn(stop - start, self.latent_dim, device=self.device)
             z = self.scaler_.from_diffusion(integrate(field, x0, self.ode_steps, self.ode_solver))
             mean = self.autoencoder_.proportions(z) * lib_t[start:stop, None]
-            return draw_counts(mean, "nb", self.autoencoder_.log_theta.detach()).cpu()
+            return sample_nb(mean.clamp(min=0), self.autoencoder_.log_theta.detach().exp()).cpu()
 
         counts = torch.cat(in_chunks(chunk, n_cells, self.sample_batch_size)).numpy()
         return (counts, chosen) if chosen is not None else counts

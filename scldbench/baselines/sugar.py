@@ -36,7 +36,8 @@ from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
+from scldbench.baselines.nb import ALL_CELLS, chunk_rows, groups_to_sample
+from scldbench.counts.numpy import library_sizes, normalise_total, normalise_total_csr
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
 
@@ -57,12 +58,6 @@ class SugarCluster:
     library_sizes: np.ndarray
     #: reference cells' expression proportions (counts / library size), for `decode="neighbours"`
     profiles: sp.csr_matrix | None = None
-
-
-def log_normalise(x: sp.spmatrix | np.ndarray, target_sum: float) -> np.ndarray:
-    lib = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
-    scaled = sp.diags(target_sum / np.maximum(lib, 1e-12)) @ sp.csr_matrix(x, dtype=np.float64)
-    return np.log1p(scaled.toarray()).astype(np.float32)
 
 
 def kernel_density(points: np.ndarray, bandwidth: float) -> np.ndarray:
@@ -114,11 +109,6 @@ def local_gaussian_noise(
     return np.einsum("mk,mkd->md", coefficients, centred)
 
 
-def _proportions(profile: np.ndarray) -> np.ndarray:
-    totals = profile.sum(axis=1, keepdims=True)
-    return np.divide(profile, totals, out=np.zeros_like(profile), where=totals > 0)
-
-
 def neighbour_profiles(
     new: np.ndarray, reference: np.ndarray, profiles: sp.csr_matrix, bandwidth: float
 ) -> np.ndarray:
@@ -127,7 +117,7 @@ def neighbour_profiles(
     d2 = cdist(new, reference, "sqeuclidean")
     weights = np.exp(-(d2 - d2.min(axis=1, keepdims=True)) / bandwidth**2)
     weights /= weights.sum(axis=1, keepdims=True)
-    return _proportions(np.asarray(profiles.T.dot(weights.T).T, dtype=np.float64))
+    return normalise_total(np.asarray(profiles.T.dot(weights.T).T, dtype=np.float64), 1.0, divide_last=True)
 
 
 class Sugar(Generator):
@@ -180,9 +170,9 @@ class Sugar(Generator):
         keep = self._reference_cells(groups)
         x = sp.csr_matrix(adata.X, dtype=np.float64)[keep]
         groups = groups[keep]
-        lib = np.asarray(x.sum(axis=1)).ravel()
+        lib = library_sizes(x)
         coords = self._fit_pca(x)
-        proportions = sp.diags(1 / np.maximum(lib, 1e-12)) @ x
+        proportions = normalise_total_csr(x, 1.0)
         self.clusters_ = {}
         for g in np.unique(groups):
             rows = groups == g
@@ -197,7 +187,7 @@ class Sugar(Generator):
         fit_rows = np.arange(x.shape[0])
         if fit_rows.size > _PCA_FIT_CELLS:
             fit_rows = np.sort(self._rng.choice(fit_rows, _PCA_FIT_CELLS, replace=False))
-        logged = log_normalise(x[fit_rows], self.target_sum)
+        logged = normalise_total_csr(x[fit_rows], self.target_sum, log=True).toarray().astype(np.float32)
         k = min(self.n_components, logged.shape[0] - 1, logged.shape[1])
         pca = PCA(n_components=max(k, 1), svd_solver="randomized", random_state=self.seed).fit(logged)
         del logged
@@ -205,7 +195,9 @@ class Sugar(Generator):
         self.pca_components_ = pca.components_.astype(np.float32)
         step = chunk_rows(x.shape[1])
         return np.vstack([
-            pca.transform(log_normalise(x[start : start + step], self.target_sum))
+            pca.transform(
+                normalise_total_csr(x[start : start + step], self.target_sum, log=True).toarray().astype(np.float32)
+            )
             for start in range(0, x.shape[0], step)
         ])
 
@@ -267,4 +259,4 @@ class Sugar(Generator):
         """Inverse PCA to log1p(normalised expression), clipped at 0, expm1, scaled to proportions."""
         assert self.pca_components_ is not None and self.pca_mean_ is not None
         logged = coords @ self.pca_components_.astype(np.float64) + self.pca_mean_
-        return _proportions(np.expm1(np.clip(logged, 0.0, None)))
+        return normalise_total(np.expm1(np.clip(logged, 0.0, None)), 1.0, divide_last=True)

@@ -305,7 +305,7 @@ def load_suite(name_or_path: str) -> Suite:
                 f"unknown suite {name_or_path!r}{suggest(name_or_path, suites)}; "
                 f"built-in suites: {', '.join(sorted(suites))}, or give a .toml path"
             )
-        text, where = suites[name_or_path], f"scldbench/suites/{name_or_path}.toml"
+        text, where = suites[name_or_path], f"suites/{name_or_path}.toml"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

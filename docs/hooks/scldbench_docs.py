@@ -33,7 +33,7 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports"
-SUITES = ROOT / "scldbench" / "suites"
+SUITES = ROOT / "suites"
 # the suite sized for two CPU cores and the one with the papers' settings, as the generator pages show them
 SETTINGS_SUITES = (("pbmc", "CPU suites"), ("pbmc-paper", "paper scale, for a GPU"))
 # the reports that rank generators (several seeds on data large enough to tell them apart), in the order shown

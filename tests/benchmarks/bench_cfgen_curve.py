@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_cfgen_curve.py --data ../shared/data/pbmc3k_raw.h5ad --n-clusters 8
 
-Each budget is a fresh fit of the CPU-sized network (scldbench/suites/pbmc.toml) on the prepared training cells, sampled
+Each budget is a fresh fit of the CPU-sized network (suites/pbmc.toml) on the prepared training cells, sampled
 with as many cells per cluster as the real test set holds and scored by scgan-v1 (RF AUC, MMD) and the
 precision / recall / coverage of the extra scores. Not collected by pytest; run it by hand and copy the figures.
 """
@@ -14,7 +14,7 @@ import json
 import os
 import time
 
-# the CPU network of scldbench/suites/pbmc.toml; the budgets vary only the epochs
+# the CPU network of suites/pbmc.toml; the budgets vary only the epochs
 CPU_NETWORK = {"latent_dim": 32, "encoder_layers": [256, 128], "flow_hidden": 256, "embedding_dim": 128}
 BUDGETS = [(5, 100), (15, 300), (30, 400)]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-# SCLD as the CPU suites run it (scldbench/suites/pbmc.toml)
+# SCLD as the CPU suites run it (suites/pbmc.toml)
 CPU_SUITE_SCLD = {"latent_dim": 16, "ae_hidden": 256, "denoiser_channels": [256, 128], "steps": 4000}
 
 

@@ -72,7 +72,7 @@ class Activa(Generator):
     warm-up VAE collapsed onto one average cell; docs/decisions/baselines-at-their-best.md).
 
     Default configuration (CPU): the paper's layer sizes and 128-d latent, Adam, batch 32, lr 1e-3,
-    `epochs=60` (10 of them warm-up). Paper scale (scldbench/suites/pbmc-paper.toml): batch 128, lr 2e-4, 600 epochs,
+    `epochs=60` (10 of them warm-up). Paper scale (suites/pbmc-paper.toml): batch 128, lr 2e-4, 600 epochs,
     margin 110, on a GPU.
 
     Sampling: z ~ N(0, I), decode, classify. With labels, cells are drawn in rounds of `draw_batch` and kept

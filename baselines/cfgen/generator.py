@@ -42,7 +42,7 @@ class CFGen(Generator):
 
     Defaults are the paper's configuration (encoder 512-256 to a 50-d latent, 200 autoencoder epochs at batch
     128; a velocity field of 3 residual blocks of width 512 with 256-d embeddings, 1,000 epochs at batch 256,
-    learning rate 1e-4): sized for a GPU. scldbench/suites/pbmc.toml holds CPU-sized settings.
+    learning rate 1e-4): sized for a GPU. suites/pbmc.toml holds CPU-sized settings.
 
     `guidance` w (here or per `sample` call): v = (1 + w) v(z, label) - w v(z, null); 0 is the plain conditional
     field, -1 the unconditional one. The ODE is solved from t = 0 to 1 with `ode_steps` steps of `ode_solver`.

@@ -112,7 +112,7 @@ class ScGAN(Generator):
     lr 5e-4, `steps=1200` generator steps. It is far from converged: expect a poor score.
     Paper scale: `generator_layers=[256, 512, 1024]`, `critic_layers=[1024, 512, 256]`, `batch_size=128`,
     `lr=1e-4` decayed to 1e-5 over the run (`lr_decay=0.1`, `lr_decay_steps=steps`), `steps=1_000_000` as the
-    paper trains, on a GPU (scldbench/suites/pbmc-paper.toml).
+    paper trains, on a GPU (suites/pbmc-paper.toml).
 
     Output: the generated profile (normalised to `total`) is scaled to a library size drawn from the
     training cells' library sizes (of the requested cluster, for cscGAN), then `count_sampling`: "poisson"

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -128,6 +131,11 @@ def test_show_is_compact_by_default_and_gives_every_metric_on_request(tmp_path, 
     assert "gene corr (all)" in chosen.output and "RF AUC" not in chosen.output
     typo = runner.invoke(app, ["show", str(out), "--metrics", "rf_auk"])
     assert typo.exit_code == 2 and "did you mean: rf_auc" in typo.output
+    # a real process into a pipe follows COLUMNS, as a terminal of that width would
+    env = dict(os.environ, COLUMNS="100")
+    piped = subprocess.run([sys.executable, "-c", "from scldbench.cli import main; main()", "show", str(out),
+                            "--metrics", "all"], capture_output=True, text=True, env=env, check=True).stdout
+    assert "sample s" in piped and max(len(line) for line in piped.splitlines()) <= 100
 
 
 def test_run_refuses_an_unknown_metric_before_running(tmp_path):

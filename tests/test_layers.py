@@ -89,6 +89,20 @@ def test_an_unknown_layer_names_the_layers_there_are():
         prepare(make_counts(), PrepareSettings(labels_key="group"), use_cache=False, layer="counts")
 
 
+def test_a_file_without_x_is_read_from_its_layer(tmp_path):
+    adata = scanpy_layout()
+    adata.X = None
+    path = tmp_path / "no-x.h5ad"
+    adata.write_h5ad(path)
+    from scldbench.data import load_dataset
+
+    loaded, _ = load_dataset(str(path))
+    with pytest.raises(ScldbenchError, match="the dataset has no X; choose the layer.*counts, spliced"):
+        prepare(loaded, PrepareSettings(labels_key="group"), use_cache=False)
+    prepared = prepare(loaded, PrepareSettings(labels_key="group"), use_cache=False, layer="counts")
+    assert prepared.train.n_obs > 0 and prepared.train.X.sum() > 0
+
+
 def test_fit_takes_the_layer_as_counts():
     adata = scanpy_layout()
     model = get_generator("nb").create(seed=0).fit(adata, "group", layer="counts")

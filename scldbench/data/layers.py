@@ -61,4 +61,6 @@ def counts_advice(adata: ad.AnnData, layer: str | None, choice: str) -> str:
 def check_counts_in(adata: ad.AnnData, layer: str | None, what: str, choice: str) -> None:
     """Refuse `adata`'s X (or `layer`) unless it holds raw counts; the message names the layers to choose from."""
     x = adata.X if layer is None else adata.layers[layer]
+    if x is None:
+        raise ScldbenchError(f"{what} has no X; {counts_advice(adata, layer, choice)}")
     check_counts(x, f"{what} ({counts_matrix_name(layer)})", advice=counts_advice(adata, layer, choice))

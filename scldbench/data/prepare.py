@@ -176,6 +176,8 @@ def prepare(
     """
     _validate_settings(settings)
     counts = with_counts_from(adata, layer)
+    if counts.X is None:
+        check_counts_in(adata, layer, "the dataset", CLI_CHOICE)  # says there is no X and names the layers
     fingerprint = prepared_fingerprint(counts, settings, layer)
     cached = cache_dir("prepared") / f"{fingerprint}.h5ad"
     if use_cache and cached.is_file():

@@ -1,9 +1,9 @@
 """The rich terminal tables of a run's records (`scldbench run`, `scldbench show`): one table per protocol.
 
 By default each table is compact enough for a 100-column terminal: the protocol's headline metrics (the primary
-two-sample metrics the catalogue declares for its space), the fit time and the status, with a failed job's error
-cut to one line; `metrics=["all"]` turns each table so that every metric and cost is a row, and a list of names
-chooses the metric columns.
+metrics the catalogue declares for its space, without their cluster means), the fit time and the status, with a
+failed job's error cut to one line; `metrics=["all"]` turns each table so that every metric and cost is a row,
+and a list of names chooses the metric columns.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def group_records(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, list
 
 
 def headline_metrics(protocol: str, present: Sequence[str]) -> list[str]:
-    """The compact table's metric columns for `protocol`: the catalogue's primary two-sample metrics of the
-    protocol's space that the records hold."""
+    """The compact table's metric columns for `protocol`: the catalogue's primary metrics of the protocol's space
+    (not their cluster means) that the records hold; else the first two primary metrics they hold."""
     from scldbench.metrics import catalogue
     from scldbench.protocols import PROTOCOLS
 

@@ -23,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from scldbench.data.counts import check_counts
+from scldbench.data.layers import FIT_CHOICE, check_counts_in, with_counts_from
 from scldbench.device import resolve_device
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.resources import Usage, track_usage
@@ -132,13 +132,44 @@ class Generator(ABC):
         return 0 if self.var_names is None else len(self.var_names)
 
     # ----------------------------------------------------------------- fit
-    def fit(self, adata: ad.AnnData, labels_key: str | None = None) -> Generator:
-        """Learn from raw counts in `adata.X`; `obs[labels_key]` holds the labels conditional sampling can ask for."""
+    def fit(self, adata: ad.AnnData, labels_key: str | None = None, layer: str | None = None) -> Generator:
+        """Learn from the raw counts of `adata`.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes (sparse allowed). The counts are read from `adata.X`, or from `adata.layers[layer]`.
+        labels_key
+            Column of `adata.obs` holding the labels that conditional sampling can ask for; None fits without
+            labels (sampling is then unconditional).
+        layer
+            The layer holding raw counts, e.g. ``"counts"`` when `X` holds log-normalised values (the usual scanpy
+            layout); None reads `X`.
+
+        Returns
+        -------
+        Generator
+            `self`, fitted (`fit_usage` holds the time and memory the fit took).
+
+        Raises
+        ------
+        ScldbenchError
+            When the matrix does not hold raw counts (non-integer, negative or non-finite values), the layer or the
+            label column does not exist, or labels are missing.
+
+        Examples
+        --------
+        >>> import scldbench
+        >>> model = scldbench.get_generator("nb").create(seed=0)  # doctest: +SKIP
+        >>> model.fit(adata, labels_key="cell_type", layer="counts")  # doctest: +SKIP
+        """
         if not isinstance(adata, ad.AnnData):
             raise ScldbenchError(f"fit expects an AnnData, got {type(adata).__name__}; wrap arrays in anndata.AnnData")
         if adata.n_obs < 2 or adata.n_vars < 1:
             raise ScldbenchError(f"fit needs at least 2 cells and 1 gene, got {adata.n_obs} x {adata.n_vars}")
-        check_counts(adata.X, "adata.X")
+        counts = with_counts_from(adata, layer)  # an unknown layer is refused here, naming the layers there are
+        check_counts_in(adata, layer, "adata", FIT_CHOICE)
+        adata = counts
         labels = None
         if labels_key is not None:
             if labels_key not in adata.obs:
@@ -172,7 +203,41 @@ class Generator(ABC):
         guidance: float | None = None,
         seed: int | None = None,
     ) -> ad.AnnData:
-        """Generate `n_cells` cells: `labels` is one label, a label per cell, or a mapping label -> count."""
+        """Generate cells in the gene space of the training data.
+
+        Parameters
+        ----------
+        n_cells
+            How many cells to generate.
+        labels
+            For conditional generators: one label for every cell, a label per cell, or a mapping label -> count
+            (adding up to `n_cells`). None samples unconditionally (the training label proportions, for generators
+            that know labels).
+        guidance
+            Guidance weight for generators that support it (`supports_guidance`); None uses the generator's default.
+        seed
+            Seed of this sample; None takes the fit seed plus the number of samples drawn so far, so repeated calls
+            differ but a rerun of the same calls repeats them.
+
+        Returns
+        -------
+        anndata.AnnData
+            `n_cells` x genes of non-negative finite values (the training `var_names`), obs names
+            ``<generator>-<seed>-<i>`` (unique per sample), ``obs[labels_key]`` when the cells have labels, and
+            ``uns["generator"]``.
+
+        Raises
+        ------
+        ScldbenchError
+            When the generator is not fitted, a label is unknown, labels are asked of an unconditional generator,
+            guidance of one without it, or the model returns a wrong shape or negative values.
+
+        Examples
+        --------
+        >>> cells = model.sample(500, labels={"B cell": 200, "T cell": 300}, seed=1)  # doctest: +SKIP
+        >>> cells.obs_names[0]  # doctest: +SKIP
+        'nb-1-0'
+        """
         if not self.is_fitted:
             raise ScldbenchError(f"generator {self.name!r} is not fitted; call fit() or load() first")
         if int(n_cells) != n_cells or n_cells < 1:
@@ -188,7 +253,7 @@ class Generator(ABC):
         with track_usage() as usage:
             out = self._sample(n_cells, per_cell, guidance)
         self.sample_usage = usage
-        return self._wrap_output(out, n_cells, per_cell)
+        return self._wrap_output(out, n_cells, per_cell, seed)
 
     def _resolve_labels(self, n_cells: int, labels: LabelRequest) -> np.ndarray | None:
         if labels is None:
@@ -228,7 +293,7 @@ class Generator(ABC):
         labels = np.repeat(np.asarray(self.label_categories, dtype=object), counts)
         return self._rng.permutation(labels).astype(str)
 
-    def _wrap_output(self, out: SampleOutput, n_cells: int, per_cell: np.ndarray | None) -> ad.AnnData:
+    def _wrap_output(self, out: SampleOutput, n_cells: int, per_cell: np.ndarray | None, seed: int) -> ad.AnnData:
         assigned = None
         if isinstance(out, tuple):
             out, assigned = out
@@ -244,7 +309,9 @@ class Generator(ABC):
         values = x.data if sp.issparse(x) else x
         if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
             raise ScldbenchError(f"generator {self.name!r} returned negative or non-finite values")
-        obs = pd.DataFrame(index=[f"gen{i}" for i in range(n_cells)])
+        # names unique within a sample and across the samples of different seeds, so that samples concatenate
+        prefix = f"{self.name or type(self).__name__.lower()}-{seed}"
+        obs = pd.DataFrame(index=pd.Index([f"{prefix}-{i}" for i in range(n_cells)], dtype=str))
         if assigned is not None:
             assigned = np.asarray(assigned).astype(str)
             if assigned.shape != (n_cells,):
@@ -291,6 +358,24 @@ class Generator(ABC):
         vars(self).update(state)
 
     def save(self, path: str | Path) -> Path:
+        """Write the fitted generator to the folder `path` (created if needed), for `load`.
+
+        Parameters
+        ----------
+        path
+            A folder; it receives ``generator.json`` (name, class, parameters) and ``state.pt`` (the fitted state,
+            torch modules included).
+
+        Returns
+        -------
+        pathlib.Path
+            The folder written.
+
+        Raises
+        ------
+        ScldbenchError
+            When the generator is not fitted.
+        """
         if not self.is_fitted:
             raise ScldbenchError(f"generator {self.name!r} is not fitted; nothing to save")
         path = Path(path)
@@ -312,6 +397,28 @@ class Generator(ABC):
         must be a registered generator, and its class the one recorded). `state.pt` is read with
         `torch.load(weights_only=True)`, allowing only the tensors, arrays and classes a saved generator consists
         of. Anything else is refused.
+
+        Parameters
+        ----------
+        path
+            A folder written by `save`.
+        device
+            ``"auto"``, ``"cpu"`` or ``"cuda"`` to load onto; None keeps the saved device setting.
+
+        Returns
+        -------
+        Generator
+            The fitted generator, ready to `sample`.
+
+        Raises
+        ------
+        ScldbenchError
+            When the folder holds no saved generator, names a generator that is not registered, or its state asks
+            for anything a saved generator never needs.
+
+        Examples
+        --------
+        >>> model = scldbench.Generator.load("nb-model")  # doctest: +SKIP
         """
         from scldbench.registry import get_generator
 

@@ -15,6 +15,20 @@ _runtime: dict[str, type[Generator]] = {}
 
 @dataclass(frozen=True)
 class GeneratorInfo:
+    """A registered generator as `list_generators` finds it.
+
+    Attributes
+    ----------
+    name
+        The registered name (what suites and `get_generator` use).
+    source
+        Where it comes from: the entry point's ``module:Class``.
+    cls
+        The class, or None when it cannot be imported (`load_error` says why).
+    load_error
+        Why the class cannot be imported, or None.
+    """
+
     name: str
     source: str
     cls: type[Generator] | None
@@ -36,7 +50,20 @@ class GeneratorInfo:
 
 
 def register(name: str, cls: type[Generator]) -> None:
-    """Register a generator class in this process (for notebooks and tests; packages use the entry point)."""
+    """Register a generator class in this process (for notebooks and tests; packages use the entry point).
+
+    Parameters
+    ----------
+    name
+        The name suites and `get_generator` will know it by (it shadows an installed generator of that name).
+    cls
+        A `Generator` subclass.
+
+    Raises
+    ------
+    ScldbenchError
+        When `cls` is not a Generator subclass.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
         raise ScldbenchError(f"{cls!r} is not a Generator subclass; subclass scldbench.Generator")
     _runtime[name] = cls
@@ -70,6 +97,23 @@ def generator_names() -> list[str]:
 
 
 def list_generators() -> list[GeneratorInfo]:
+    """Every generator registered under the entry-point group ``scldbench.generators`` (and with `register`).
+
+    A generator whose optional dependency is missing, or whose plugin cannot be imported, stays listed with
+    `available` False and the `hint` to fix it.
+
+    Returns
+    -------
+    list of GeneratorInfo
+        Sorted by name; ``info.cls`` is the class, ``info.available`` whether it can run here, ``info.hint``
+        what to install or fix otherwise.
+
+    Examples
+    --------
+    >>> import scldbench
+    >>> [info.name for info in scldbench.list_generators() if info.available]  # doctest: +SKIP
+    ['activa', 'cfgen', 'copula', 'cscgan', 'nb', 'positive', 'random', ...]
+    """
     eps = _entry_points()
     infos = []
     for name in generator_names():
@@ -82,6 +126,28 @@ def list_generators() -> list[GeneratorInfo]:
 
 
 def get_generator(name: str) -> type[Generator]:
+    """The generator class registered as `name`.
+
+    Parameters
+    ----------
+    name
+        A registered name (see `list_generators` or ``scldbench list generators``).
+
+    Returns
+    -------
+    type[Generator]
+        The class; ``cls.create(**params)`` builds one with checked parameters, ``cls.parameters()`` lists them.
+
+    Raises
+    ------
+    ScldbenchError
+        When no generator has that name (close names are suggested) or its plugin cannot be imported.
+
+    Examples
+    --------
+    >>> import scldbench
+    >>> model = scldbench.get_generator("nb").create(seed=0)  # doctest: +SKIP
+    """
     if name in _runtime:
         return _runtime[name]
     eps = _entry_points()

@@ -175,6 +175,21 @@ def load_results(path: str | Path) -> pd.DataFrame:
     visible. Jobs found in two run folders count once. Compare values only within one (fingerprint, protocol,
     settings) group: the leaderboard never mixes them.
 
+    Parameters
+    ----------
+    path
+        A run folder made by `scldbench run` (or `run_suite`), or a folder holding run folders at any depth.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy table described above, one row per score.
+
+    Raises
+    ------
+    ScldbenchError
+        When `path` does not exist or holds no run.
+
     Examples
     --------
     >>> import scldbench

@@ -22,14 +22,14 @@ import numpy as np
 
 from scldbench import __version__
 from scldbench.data.datasets import load_dataset
-from scldbench.data.prepare import PreparedData, prepare
+from scldbench.data.prepare import PreparedData, PrepareSettings, prepare
 from scldbench.device import describe_device, resolve_device
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.evaluation import augmentation_scores, guidance_sweep, rarest_cluster
 from scldbench.executors import JobContext, make_executor, resolve_execution
 from scldbench.generator import check_whole_counts, library_size_warnings
 from scldbench.jobguard import failure_message, time_limit
-from scldbench.protocols import get_protocol
+from scldbench.protocols import ScoringProtocol, get_protocol
 from scldbench.provenance import versions
 from scldbench.registry import generator_names, get_generator, list_generators, runtime_generators
 from scldbench.scoring import (
@@ -87,8 +87,39 @@ class SilentReporter:
 
 @dataclass
 class RunRequest:
+    """What to run: a suite and the overrides of the command line (`scldbench run`), for `run_suite`.
+
+    Parameters
+    ----------
+    suite
+        The suite, from `load_suite` (a built-in name or a .toml path).
+    out
+        The run folder; finished jobs found there are reused.
+    data
+        A named dataset or the path of an .h5ad, 10x .h5 or matrix folder, instead of the suite's dataset.
+    labels
+        obs column with cell labels (instead of the suite's labels or computed clusters).
+    clusters
+        Compute this many Leiden clusters as labels.
+    generators
+        Labels or names of the suite's generators to run (None: all of them).
+    seeds
+        Run seeds 0..seeds-1 instead of the suite's seeds.
+    seed
+        Run this one seed (not together with `seeds`).
+    layer
+        The layer of the data holding raw counts, overriding the suite's `layer` (None: the suite's, else X).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    use_cache
+        Reuse the cached preparation of the same data and settings.
+    executor, workers, threads, address
+        How jobs run: ``"serial"``, ``"processes"`` or ``"ray"`` (None: processes, as many as the machine's
+        cores and memory allow), jobs at once, threads per job, and the Ray cluster to join.
+    """
+
     suite: Suite
-    out: Path
+    out: Path | str
     data: str | None = None
     labels: str | None = None
     clusters: int | None = None
@@ -102,6 +133,8 @@ class RunRequest:
     threads: int | None = None
     #: Ray cluster address ("auto" joins a running cluster); None starts a local instance
     address: str | None = None
+    seed: int | None = None
+    layer: str | None = None
 
 
 @dataclass
@@ -372,13 +405,41 @@ def collect(job: Job, store: RunStore, seen: dict[str, Any] | None) -> dict[str,
     return {}
 
 
-def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResult:
-    reporter = reporter or SilentReporter()
+@dataclass
+class RunPlan:
+    """A run before anything is fitted: the data prepared, the jobs planned, the run folder chosen."""
+
+    request: RunRequest
+    store: RunStore
+    prepared: PreparedData
+    dataset: str
+    note: str | None
+    settings: PrepareSettings
+    seeds: tuple[int, ...]
+    jobs: list[Job]
+    layer: str | None
+    protocols: list[ScoringProtocol]
+
+
+def requested_seeds(request: RunRequest) -> tuple[int, ...]:
+    """The seeds to run: `seed` alone, 0..`seeds`-1, or the suite's."""
+    if request.seed is not None and request.seeds is not None:
+        raise ScldbenchError("give either --seeds N (seeds 0..N-1) or --seed K (that one seed), not both")
+    if request.seed is not None:
+        if isinstance(request.seed, bool) or not isinstance(request.seed, int) or request.seed < 0:
+            raise ScldbenchError(f"--seed must be a whole number of at least 0, got {request.seed!r}")
+        return (request.seed,)
+    return tuple(range(request.seeds)) if request.seeds else request.suite.seeds
+
+
+def plan_run(request: RunRequest) -> RunPlan:
+    """Check the request, read and prepare the data, and plan the jobs; nothing is fitted or written."""
     suite = request.suite
     protocols = [get_protocol(name) for name in suite.protocols]
     resolve_device(request.device)
     if request.labels is not None and request.clusters is not None:
         raise ScldbenchError("give either --labels (an obs column) or --clusters (computed clusters), not both")
+    seeds = requested_seeds(request)
     _entries(suite, request.generators)  # unknown --generators names fail before any data is read
     store = RunStore(request.out)
     store.check_writable()
@@ -389,14 +450,65 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
         settings = replace(settings, labels_key=request.labels, n_clusters=None)
     if request.clusters is not None:
         settings = replace(settings, labels_key=None, n_clusters=request.clusters)
-    prepared = prepare(adata, settings, use_cache=request.use_cache)
-    seeds = tuple(range(request.seeds)) if request.seeds else suite.seeds
+    layer = request.layer if request.layer is not None else suite.layer
+    prepared = prepare(adata, settings, use_cache=request.use_cache, layer=layer)
     jobs = plan_jobs(suite, prepared, request.generators, seeds)
+    return RunPlan(request, store, prepared, spec.name, note, settings, seeds, jobs, layer, protocols)
+
+
+#: what a planned job would do, by `planned_action`
+REUSE, RESCORE, COMPUTE = "reuse", "rescore", "fit"
+
+
+def planned_action(job: Job, store: RunStore, suite: Suite) -> str:
+    """What running `job` into `store` would do: REUSE its finished record, RESCORE its stored sample under the
+    protocols the record lacks, or COMPUTE it (fit, sample, score). Reads the folder only."""
+    previous = store.read_record(job.job_id) or store.read_superseded(job.job_id)
+    if previous is None or previous.get("status") != "ok" or previous.get("key") != job.key:
+        return COMPUTE
+    if missing_protocols(previous, suite.protocols, suite.evaluate):
+        return RESCORE if store.sample_path(job.job_id).is_file() else COMPUTE
+    return REUSE
+
+
+def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResult:
+    """Run a suite: prepare the data once, then fit, sample and score every job into the run folder.
+
+    Parameters
+    ----------
+    request
+        The suite and its overrides (see `RunRequest`).
+    reporter
+        Told when jobs start, change stage and finish (the CLI's progress display); None reports nothing.
+
+    Returns
+    -------
+    RunResult
+        The store (`result.store.root` is the run folder), one record per planned job in plan order (a dict with
+        status, error, params, seed, times and `scores[protocol]`), the dataset used and the fallback note.
+
+    Raises
+    ------
+    ScldbenchError
+        For input the user can fix (unknown generator, dataset, layer or label column; data that is not counts);
+        nothing is run then. A job that fails is recorded as failed and the others still run.
+
+    Examples
+    --------
+    >>> import scldbench
+    >>> suite = scldbench.load_suite("smoke")
+    >>> result = scldbench.run_suite(scldbench.RunRequest(suite, out="runs/smoke"))  # doctest: +SKIP
+    >>> [(r["label"], r["status"]) for r in result.records]  # doctest: +SKIP
+    """
+    reporter = reporter or SilentReporter()
+    plan = plan_run(request)
+    suite, store, prepared, protocols = request.suite, plan.store, plan.prepared, plan.protocols
+    settings, seeds, jobs, note = plan.settings, plan.seeds, plan.jobs, plan.note
     run_info = {
-        "suite": suite.name, "suite_source": suite.source, "dataset": spec.name, "requested_dataset":
+        "suite": suite.name, "suite_source": suite.source, "dataset": plan.dataset, "requested_dataset":
         request.data or suite.dataset, "note": note, "protocols": {p.name: p.description for p in protocols},
         "protocol": protocols[0].name, "protocol_description": protocols[0].description,
-        "prepare": vars(settings), "data_info": prepared.info,
+        "prepare": vars(settings), "layer": plan.layer, "data_info": prepared.info,
         "fingerprint": prepared.fingerprint, "seeds": list(seeds),
         "device": describe_device(resolve_device(request.device)), "versions": versions(),
         "command": " ".join(sys.argv), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -434,7 +546,7 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     )
     run_info["execution"] = execution.as_record()
     store.write_run(run_info)
-    job_context = JobContext(suite, request.device, store.root, {"dataset": spec.name, "dataset_note": note},
+    job_context = JobContext(suite, request.device, store.root, {"dataset": plan.dataset, "dataset_note": note},
                              runtime_generators())
 
     def run_batch(batch: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
@@ -443,7 +555,7 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
 
     run_claimed(pending, store, run_batch, reuse_record, finish)
     records = [done[job.job_id] for job in jobs]
-    return RunResult(store, records, spec.name, note, run_info)
+    return RunResult(store, records, plan.dataset, note, run_info)
 
 
 def _data_mb(prepared: PreparedData) -> float:

@@ -191,6 +191,11 @@ class RunStore:
         path = self.job_path(job_id)
         return read_record_file(path, self._warned) if path.is_file() else None
 
+    def read_superseded(self, job_id: str) -> dict[str, Any] | None:
+        """The job's record set aside in `jobs/superseded/` (a rerun under its settings moves it back), or None."""
+        path = self.root / JOBS_DIR / SUPERSEDED_DIR / f"{job_id}.json"
+        return _quiet_record(path) if path.is_file() else None
+
     def _move_aside(self, path: Path) -> bool:
         target = self.root / JOBS_DIR / SUPERSEDED_DIR / path.name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@
 name = "pbmc"
 description = "..."
 dataset = "pbmc68k"                 # a named dataset or a path
+layer = "counts"                    # the layer holding raw counts (optional; default X)
 fallback_dataset = "pbmc68k-mini"   # used, and stated in every output, when `dataset` cannot be had
 protocols = ["scgan-v1", "hvg-pca30-v1"]  # default; the old `protocol = "x"` means ["x"]
 seeds = 3                           # or a list, e.g. [0, 1, 2]
@@ -35,7 +36,7 @@ from scldbench.errors import ScldbenchError, suggest
 from scldbench.suite_values import hints, range_problem, type_problem
 
 TOP_KEYS = {"name", "description", "dataset", "fallback_dataset", "protocol", "protocols", "seeds", "generators",
-            "prepare", "evaluate", "params", "timeout_seconds"}
+            "prepare", "evaluate", "params", "timeout_seconds", "layer"}
 ENTRY_KEYS = {"name", "label", "params", "timeout"}
 
 
@@ -91,6 +92,8 @@ class Suite:
     source: str = ""
     #: seconds every job may run unless its entry says otherwise (None: no limit)
     timeout_seconds: float | None = None
+    #: the layer of the dataset holding raw counts (None: X)
+    layer: str | None = None
 
     @property
     def protocol(self) -> str:
@@ -144,6 +147,16 @@ def _timeout(value: Any, where: str, key: str) -> float | None:
     if problem:
         raise _fail(where, key, f"{problem} (seconds)")
     return float(value)
+
+
+def _layer(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    problem = type_problem(value, str)
+    if problem or not value.strip():
+        raise _fail(where, "layer", f"{problem or f'must be a non-empty string, got {value!r}'} (the name of the "
+                    "layer holding raw counts, e.g. \"counts\")")
+    return value
 
 
 def _generators(value: Any, where: str) -> tuple[GeneratorEntry, ...]:
@@ -283,6 +296,7 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
         evaluate=evaluate_settings,
         params=params,
         timeout_seconds=_timeout(data.get("timeout_seconds"), where, "timeout_seconds"),
+        layer=_layer(data.get("layer"), where),
     )
 
 
@@ -292,7 +306,30 @@ def builtin_suites() -> dict[str, str]:
     return {p.name[:-5]: p.read_text() for p in folder.iterdir() if p.name.endswith(".toml")}
 
 
-def load_suite(name_or_path: str) -> Suite:
+def load_suite(name_or_path: str | Path) -> Suite:
+    """A suite, checked in full (keys, types, ranges, generator names and parameters) before anything runs.
+
+    Parameters
+    ----------
+    name_or_path
+        A built-in suite name (``scldbench list suites``) or the path of a .toml suite file.
+
+    Returns
+    -------
+    Suite
+        The parsed suite; pass it to `RunRequest` and `run_suite`.
+
+    Raises
+    ------
+    ScldbenchError
+        One line naming the file, the key and the problem.
+
+    Examples
+    --------
+    >>> import scldbench
+    >>> scldbench.load_suite("smoke").seeds  # doctest: +SKIP
+    """
+    name_or_path = str(name_or_path)
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from scldbench.errors import ScldbenchError
 
 ArrayLike = np.ndarray | sp.spmatrix | sp.sparray
+GENERIC_ADVICE = "pass raw counts (e.g. adata.raw, adata.layers['counts'])"
 
 
 def stored_values(x: ArrayLike) -> np.ndarray:
@@ -23,8 +24,11 @@ def to_dense(x: ArrayLike, dtype: type = np.float32) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
-def check_counts(x: ArrayLike, what: str = "the data", sample: int = 2_000_000) -> None:
-    """Raise a one-line ScldbenchError unless `x` looks like raw counts (finite, non-negative, integers)."""
+def check_counts(x: ArrayLike, what: str = "the data", sample: int = 2_000_000, *, advice: str | None = None) -> None:
+    """Raise a one-line ScldbenchError unless `x` looks like raw counts (finite, non-negative, integers).
+
+    `advice` replaces the generic fix named for scaled or normalised values (e.g. the layers to choose from).
+    """
     values = stored_values(x)
     if values.size > sample:
         values = values[np.random.default_rng(0).choice(values.size, sample, replace=False)]
@@ -33,7 +37,7 @@ def check_counts(x: ArrayLike, what: str = "the data", sample: int = 2_000_000) 
     if values.size and values.min() < 0:
         raise ScldbenchError(
             f"{what} has negative values (min {values.min():.3g}), so it looks scaled or centred; "
-            "pass raw counts (e.g. adata.raw or the layer holding counts)"
+            f"{advice or GENERIC_ADVICE}"
         )
     nonzero = values[values != 0]
     fractional = np.flatnonzero(np.abs(nonzero - np.round(nonzero)) > 1e-6)
@@ -41,5 +45,5 @@ def check_counts(x: ArrayLike, what: str = "the data", sample: int = 2_000_000) 
         hint = "log-normalised" if nonzero.max() < 30 else "normalised"
         raise ScldbenchError(
             f"{what} holds non-integer values (e.g. {nonzero[fractional[0]]:.6g}; max {nonzero.max():.3g}), "
-            f"so it looks {hint}; pass raw counts (e.g. adata.raw, adata.layers['counts'])"
+            f"so it looks {hint}; {advice or GENERIC_ADVICE}"
         )

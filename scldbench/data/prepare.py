@@ -19,7 +19,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from scldbench.data.cache import cache_dir
-from scldbench.data.counts import check_counts
+from scldbench.data.layers import CLI_CHOICE, check_counts_in, with_counts_from
 from scldbench.errors import ScldbenchError, suggest
 
 CLUSTER_KEY = "cluster"
@@ -158,16 +158,33 @@ def _validate_settings(s: PrepareSettings) -> None:
         )
 
 
-def prepare(adata: ad.AnnData, settings: PrepareSettings, use_cache: bool = True) -> PreparedData:
+def prepared_fingerprint(counts: ad.AnnData, settings: PrepareSettings, layer: str | None = None) -> str:
+    """The fingerprint of prepared data: the counts (X of `counts`, read from `layer` of the original data),
+    labels, names, settings and the layer choice."""
+    text = data_fingerprint(counts) + json.dumps(asdict(settings), sort_keys=True)
+    if layer is not None:  # X-read data keeps the fingerprints it had before layers could be chosen
+        text += f"\nlayer={layer}"
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def prepare(
+    adata: ad.AnnData, settings: PrepareSettings, use_cache: bool = True, *, layer: str | None = None
+) -> PreparedData:
+    """QC, labels and the train / test / holdout split of `adata`'s counts, read from X or from `layer`.
+
+    The prepared data always holds the counts in X; it is cached under its fingerprint (see `prepared_fingerprint`).
+    """
     _validate_settings(settings)
-    fingerprint = hashlib.blake2b(
-        (data_fingerprint(adata) + json.dumps(asdict(settings), sort_keys=True)).encode(), digest_size=12
-    ).hexdigest()
+    counts = with_counts_from(adata, layer)
+    if counts.X is None:
+        check_counts_in(adata, layer, "the dataset", CLI_CHOICE)  # says there is no X and names the layers
+    fingerprint = prepared_fingerprint(counts, settings, layer)
     cached = cache_dir("prepared") / f"{fingerprint}.h5ad"
     if use_cache and cached.is_file():
         full = ad.read_h5ad(cached)
     else:
-        full = _prepare_uncached(adata, settings)
+        check_counts_in(adata, layer, "the dataset's counts", CLI_CHOICE)
+        full = _prepare_uncached(counts, settings)
         if use_cache:
             tmp = cached.with_name(f".{cached.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}.part.h5ad")
             try:  # a name of its own: two runs preparing the same data must not write one HDF5 file
@@ -179,7 +196,6 @@ def prepare(adata: ad.AnnData, settings: PrepareSettings, use_cache: bool = True
 
 
 def _prepare_uncached(adata: ad.AnnData, settings: PrepareSettings) -> ad.AnnData:
-    check_counts(adata.X, "the dataset's counts (X)")
     if settings.labels_key is not None and settings.labels_key not in adata.obs:
         raise ScldbenchError(
             f"label column {settings.labels_key!r} is not in the data"

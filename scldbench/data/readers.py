@@ -62,6 +62,6 @@ def read_counts(path: str | Path) -> ad.AnnData:
             f"check that it is an intact {SUPPORTED}"
         ) from exc
     adata.var_names_make_unique()
-    if not sp.issparse(adata.X):
+    if adata.X is not None and not sp.issparse(adata.X):  # X may be absent when the counts are in a layer
         adata.X = sp.csr_matrix(adata.X)
     return adata

@@ -9,8 +9,6 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from scldbench.report import build
-
 FORMAT_HELP = "rich (print to the terminal), md (Markdown file) or html (one self-contained HTML file)."
 LEADERBOARD_FORMAT_HELP = (f"{FORMAT_HELP[:-1]}, or csv (every score of every job as one tidy table, the same as "
                            "scldbench.load_results).")
@@ -31,6 +29,8 @@ def register(app: typer.Typer, friendly: Callable[..., Any], console: Console) -
                                       "umap, pca or none."),
     ) -> None:
         """Report of one run: protocol, dataset, leaderboard, per-cluster scores, guidance, figures, jobs."""
+        from scldbench.report import build
+
         build.check_choice(form, build.FORMATS, "--format")
         build.check_choice(embedding, build.EMBEDDINGS, "--embedding")
         chosen = build.parse_metrics(metrics)
@@ -60,6 +60,8 @@ def register(app: typer.Typer, friendly: Callable[..., Any], console: Console) -
     ) -> None:
         """One table per prepared dataset, protocol and settings across all runs in STORE, and a summary of win
         rates: mean ± half-width of the 95% t-interval over seeds, best marked only beyond its interval."""
+        from scldbench.report import build
+
         build.check_choice(form, build.LEADERBOARD_FORMATS, "--format")
         if form == "csv":
             typer.echo(str(build.write(output or store / "results.csv", build.results_csv(store))))

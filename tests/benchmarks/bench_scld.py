@@ -24,11 +24,8 @@ PAPER_LITERAL: dict[str, Any] = {
     "count_sampling": "mean",
     "ae_latent_activation": "relu",
     "ae_anchor": "none",
-    "ae_validation": 0.0,
     "library": "empirical",
     "latent_scaling": "standard",
-    "ema_decay": 0.0,
-    "lr_schedule": "constant",
 }
 
 
@@ -137,7 +134,7 @@ def main() -> None:
         print(f"scld autoencoder ceiling seed {seed}: rf_auc={ceiling['rf_auc']:.3f} mmd={ceiling['mmd']:.3f}")
         samplers = ["ddim"] if args.no_ddpm else ["ddim", "ddpm"]
         for sampler in samplers:
-            model.config = type(model.config)(**(model.config.as_dict() | {"sampler": sampler}))
+            model.config = model.config.replace(sampler=sampler)
             start = time.perf_counter()
             out = model.sample(n_test, labels=test_labels, guidance=args.guidance, seed=seed + 1000)
             sample_s = time.perf_counter() - start

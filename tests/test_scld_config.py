@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import anndata as ad
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -64,16 +67,17 @@ def test_builtin_suites_name_a_preset_instead_of_copying_its_sizes():
             assert not {"latent_dim", "ae_hidden", "denoiser_channels", "steps"} & set(params), name
 
 
-def test_saved_state_is_the_fitted_state_not_the_configuration(tmp_path):
-    import anndata as ad
-    import numpy as np
-    import pandas as pd
-
+def _toy() -> ad.AnnData:
     rng = np.random.default_rng(0)
     counts = rng.poisson(rng.gamma(2.0, 2.0, size=(1, 40)), size=(60, 40)).astype(np.float32)
-    adata = ad.AnnData(counts, obs=pd.DataFrame({"kind": np.repeat(["a", "b"], 30)}, index=[str(i) for i in range(60)]))
+    return ad.AnnData(counts, obs=pd.DataFrame({"kind": np.repeat(["a", "b"], 30)}, index=[str(i) for i in range(60)]))
+
+
+def test_saved_state_is_the_fitted_state_not_the_configuration(tmp_path):
+    adata = _toy()
     tiny = {"latent_dim": 4, "ae_hidden": 16, "ae_epochs": 1, "cond_dim": 8, "denoiser_channels": [16],
-            "time_dim": 8, "steps": 5, "timesteps": 20, "sampler": "ddim", "ddim_steps": 5, "scorer_hidden": 8,
+            "time_dim": 8, "steps": 5, "timesteps": 20, "sampler": "ddim", "ddim_steps": 5, "fit_ddim_steps": 5,
+            "scorer_hidden": 8,
             "scorer_epochs": 1, "marginal_draw": 8}
     model = SCLD(preset="cpu", **tiny, seed=0, device="cpu").fit(adata, labels_key="kind")
     model.save(tmp_path / "m")
@@ -85,3 +89,31 @@ def test_saved_state_is_the_fitted_state_not_the_configuration(tmp_path):
     loaded = SCLD.load(tmp_path / "m")
     assert loaded.config == model.config
     assert np.array_equal(loaded.sample(10, seed=1).X, model.sample(10, seed=1).X)
+
+
+def test_marginal_draw_is_sized_from_each_clusters_training_cells():
+    sized = SCLDConfig.preset("cpu").marginals
+    assert sized.draw_sizes(np.array([2000, 100, 20, 3])).tolist() == [512, 400, 80, 32]
+    assert SCLDConfig.preset("paper").marginals.draw_sizes(np.array([2000, 3])).tolist() == [512, 512]
+
+
+def test_fit_time_draws_take_the_fit_sampler_and_samples_the_sampling_one(monkeypatch):
+    import scldbench.scld.generator as module
+
+    calls: list[tuple[str, bool]] = []
+    real_ddpm, real_ddim = module.ddpm_sample, module.ddim_sample
+    fitting = {"now": True}
+
+    def recorded(kind: str, real):
+        return lambda *a, **k: calls.append((kind, fitting["now"])) or real(*a, **k)
+
+    monkeypatch.setattr(module, "ddpm_sample", recorded("ddpm", real_ddpm))
+    monkeypatch.setattr(module, "ddim_sample", recorded("ddim", real_ddim))
+    tiny = {"latent_dim": 4, "ae_hidden": 16, "ae_epochs": 1, "cond_dim": 8, "denoiser_channels": [16], "time_dim": 8,
+            "steps": 5, "timesteps": 20, "scorer_hidden": 8, "scorer_epochs": 1, "marginal_draw": 8,
+            "ddim_steps": 4, "fit_ddim_steps": 4}
+    model = SCLD(preset="cpu", **tiny, seed=0, device="cpu").fit(_toy(), labels_key="kind")
+    fitting["now"] = False
+    model.sample(10, seed=1)
+    assert {kind for kind, fit in calls if fit} == {"ddim"}
+    assert {kind for kind, fit in calls if not fit} == {"ddpm"}

@@ -93,9 +93,9 @@ def test_sample_draws_extra_cells_and_returns_exactly_the_request(keep: float, m
     drawn: list[int] = []
     original = model._generate_batch
 
-    def counting(cluster_idx: np.ndarray, w: float) -> torch.Tensor:
+    def counting(cluster_idx: np.ndarray, w: float, fit_time: bool = False) -> torch.Tensor:
         drawn.append(len(cluster_idx))
-        return original(cluster_idx, w)
+        return original(cluster_idx, w, fit_time)
 
     monkeypatch.setattr(model, "_generate_batch", counting)
     request = {"a": 7, "b": 10, "c": 1}

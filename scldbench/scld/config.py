@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+import numpy as np
+
 from scldbench.errors import ScldbenchError
 
 AE_LOSSES = ("mse", "poisson", "nb")
@@ -26,6 +28,8 @@ LATENT_CALIBRATIONS = ("mean", "spread", "none")
 LATENT_SCALINGS = ("quantile", "standard")
 CLIP_LATENTS = ("auto", "on", "off")
 MARGINAL_CALIBRATIONS = ("quantile", "none")
+# fewest cells a sized marginal draw takes for a cluster
+_MIN_MARGINAL_DRAW = 32
 
 
 def _choose(section: object, **choices: tuple[str, ...]) -> None:
@@ -142,11 +146,22 @@ class SamplingConfig:
     # DDPM's quality at 50 steps where eta 0 did not; decision log, "DDIM-50")
     ddim_eta: float = 1.0
     guidance: float = 0.0
+    # the sampler of the draws the fit makes for its calibrations and scorer ("same": `sampler` with `ddim_steps`;
+    # "ddim": DDIM over `fit_ddim_steps` with `ddim_eta`): on a CPU those draws, not training, took most of a fit
+    # with DDPM (decision log, "fit-time draws")
+    fit_sampler: str = "same"
+    fit_ddim_steps: int = 50
 
     def __post_init__(self) -> None:
-        _choose(self, sampler=SAMPLERS)
+        _choose(self, sampler=SAMPLERS, fit_sampler=("same", *SAMPLERS))
         _require(0 <= self.ddim_eta <= 1, f"ddim_eta must be in [0, 1], got {self.ddim_eta}")
-        _require(self.ddim_steps >= 1, f"ddim_steps must be >= 1, got {self.ddim_steps}")
+        _require(self.ddim_steps >= 1 and self.fit_ddim_steps >= 1, "ddim_steps and fit_ddim_steps must be >= 1")
+
+    def fit_time(self) -> tuple[str, int]:
+        """(sampler, DDIM steps) of the draws made while fitting."""
+        if self.fit_sampler == "same":
+            return self.sampler, self.ddim_steps
+        return self.fit_sampler, self.fit_ddim_steps
 
 
 @dataclass(frozen=True)
@@ -204,10 +219,24 @@ class MarginalConfig:
     marginal_calibration: str = "quantile"
     marginal_levels: int = 32
     marginal_draw: int = 512
+    # > 0: a cluster's draw is at most this many cells per training cell of the cluster (and at least 32), below
+    # `marginal_draw`: the training cells' own sketch carries their sampling noise already (decision log,
+    # "fit-time draws"); 0: `marginal_draw` for every cluster
+    marginal_draw_per_cell: float = 0.0
 
     def __post_init__(self) -> None:
         _choose(self, marginal_calibration=MARGINAL_CALIBRATIONS)
         _require(self.marginal_draw >= 2, f"marginal_draw must be >= 2, got {self.marginal_draw}")
+        _require(self.marginal_draw_per_cell >= 0,
+                 f"marginal_draw_per_cell must be >= 0, got {self.marginal_draw_per_cell}")
+
+    def draw_sizes(self, training_cells: np.ndarray) -> np.ndarray:
+        """Cells to draw for each cluster, given its training cells."""
+        sizes = np.full(len(training_cells), self.marginal_draw)
+        if self.marginal_draw_per_cell > 0:
+            scaled = np.maximum(np.ceil(self.marginal_draw_per_cell * np.asarray(training_cells)), _MIN_MARGINAL_DRAW)
+            sizes = np.minimum(sizes, scaled.astype(int))
+        return sizes
         _require(self.marginal_levels >= 2, f"marginal_levels must be >= 2, got {self.marginal_levels}")
 
 
@@ -247,8 +276,10 @@ class SCLDConfig:
     def __post_init__(self) -> None:
         _require(self.counts.dispersion != "learned" or self.autoencoder.ae_loss == "nb",
                  "dispersion='learned' needs ae_loss='nb'; use dispersion='mle' or 'moments' otherwise")
-        _require(self.sampling.ddim_steps <= self.diffusion.timesteps,
-                 f"ddim_steps must be in [1, timesteps={self.diffusion.timesteps}]")
+        used = ("ddim_steps", "fit_ddim_steps") if self.sampling.fit_sampler == "ddim" else ("ddim_steps",)
+        for key in used:
+            _require(getattr(self.sampling, key) <= self.diffusion.timesteps,
+                     f"{key} must be in [1, timesteps={self.diffusion.timesteps}]")
 
     # ----------------------------------------------------------------- presets
     @classmethod
@@ -259,8 +290,13 @@ class SCLDConfig:
 
     @classmethod
     def cpu(cls) -> SCLDConfig:
-        """Sized for two CPU cores: latent 16, autoencoder width 256, denoiser (256, 128), 4,000 diffusion steps."""
-        return cls.paper().replace(latent_dim=16, ae_hidden=256, denoiser_channels=[256, 128], steps=4000)
+        """Sized for two CPU cores: latent 16, autoencoder width 256, denoiser (256, 128), 4,000 diffusion steps;
+        the fit's own draws by DDIM-50, the marginal draw at most 4 cells per training cell."""
+        return cls.paper().replace(
+            latent_dim=16, ae_hidden=256, denoiser_channels=[256, 128], steps=4000,
+            # the fit's own draws with DDIM-50 and sized from the data (decision log, "fit-time draws")
+            fit_sampler="ddim", marginal_draw_per_cell=4.0,
+        )
 
     @classmethod
     def preset(cls, name: str, **options: Any) -> SCLDConfig:

@@ -77,25 +77,32 @@ class SCLD(Generator):
         # 3: pre-guided latent diffusion
         latents, profiles = stages.encode_cells(cells, self.autoencoder_, cfg.counts.library == "latent")
         self.diffusion_, latents = fit(stages.fit_diffusion(cells, latents, profiles, cfg.diffusion, amp, rng))
-        # 4-5: the model's own draw for the training cells' clusters calibrates its latents and trains the scorer
+        # 4-6: calibrations and post-guidance, from the model's own draws
+        self._calibrate(cells, latents)
+        fit.done()
+
+    def _calibrate(self, cells: TrainingCells, latents: torch.Tensor) -> None:
+        """Stages 4-6, from the model's own draws: latent calibration, scorer, marginal map. `latents` are the
+        training cells' in the diffusion's space."""
+        cfg, rng, w = self.config, self._rng, self.config.sampling.guidance
+        fit = stages.FitFigures(self.diagnostics)
+        # 4-5: a draw for the training cells' own clusters calibrates the latents and trains the scorer
         self.calibration_ = LatentCalibration(None, stages.fixed_spread(cfg.calibration))
         self.scorer_: Scorer | None = None
         if cfg.calibration.latent_calibration != "none" or cfg.scoring.scorer:
             with fit.timed("calibration_seconds"):
                 plan = stages.plan_draw(cells, rng)
-                drawn = self._sample_latents(plan, cfg.sampling.guidance)
+                drawn = self._sample_latents(plan, w, fit_time=True)
                 self.calibration_ = fit(stages.fit_latent_calibration(
                     cells, latents, drawn, plan, cfg.calibration, self._decode_with, self._batch, rng))
             if cfg.scoring.scorer:
-                generated = self._decode_batches(drawn, plan, cfg.sampling.guidance)
+                generated = self._decode_batches(drawn, plan, w)
                 self.scorer_ = fit(stages.fit_scorer(cells, generated, cfg.scoring, cfg.diffusion.batch_size, rng))
         # 6: each gene's distribution within a cluster mapped onto the training cells'
         self.marginals_: MarginalMap | None = None
         if cfg.marginals.marginal_calibration == "quantile":
-            names = np.asarray(self.clusters_)
             self.marginals_ = fit(stages.fit_marginal_map(
-                cells, cfg.marginals, lambda plan: self._sample(plan.size, names[plan], None), rng))
-        fit.done()
+                cells, cfg.marginals, lambda plan: self._draw_cells(plan, w, fit_time=True), rng))
 
     def _training_cells(self, adata: ad.AnnData, labels: np.ndarray | None) -> TrainingCells:
         self.clusters_ = list(self.label_categories) if labels is not None else ["all"]
@@ -112,15 +119,16 @@ class SCLD(Generator):
 
     # ----------------------------------------------------------------- generation
     @torch.no_grad()
-    def _sample_latents(self, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
-        """Latents in the diffusion's space for cells of the given cluster indices, batch by batch."""
+    def _sample_latents(self, cluster_idx: np.ndarray, w: float, fit_time: bool = False) -> torch.Tensor:
+        """Latents in the diffusion's space for cells of the given cluster indices, batch by batch (`fit_time`:
+        with the sampler of the fit's own draws)."""
         size = self._batch
-        return torch.cat(
-            [self._sample_latent_batch(cluster_idx[i : i + size], w) for i in range(0, len(cluster_idx), size)]
-        )
+        return torch.cat([
+            self._sample_latent_batch(cluster_idx[i : i + size], w, fit_time) for i in range(0, len(cluster_idx), size)
+        ])
 
     @torch.no_grad()
-    def _sample_latent_batch(self, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
+    def _sample_latent_batch(self, cluster_idx: np.ndarray, w: float, fit_time: bool = False) -> torch.Tensor:
         cfg, device, diffusion = self.config, self.device, self.diffusion_
         cond = torch.as_tensor(cluster_idx, device=device, dtype=torch.long)
         model, amp = diffusion.denoiser, cfg.runtime.mixed_precision
@@ -133,10 +141,9 @@ class SCLD(Generator):
         dim = diffusion.scaler.dim
         bound = diffusion.bound if cfg.diffusion.clips_latents else None
         sampling = cfg.sampling
-        if sampling.sampler == "ddim":
-            return ddim_sample(
-                eps_fn, diffusion.schedule, cond, dim, sampling.ddim_steps, eta=sampling.ddim_eta, clip_x0=bound
-            )
+        sampler, ddim_steps = sampling.fit_time() if fit_time else (sampling.sampler, sampling.ddim_steps)
+        if sampler == "ddim":
+            return ddim_sample(eps_fn, diffusion.schedule, cond, dim, ddim_steps, eta=sampling.ddim_eta, clip_x0=bound)
         return ddpm_sample(eps_fn, diffusion.schedule, cond, dim, clip_x0=bound)
 
     @torch.no_grad()
@@ -179,24 +186,30 @@ class SCLD(Generator):
         return draw_counts(profile * lib[:, None], cfg.counts.count_sampling, self.count_model_.log_theta[cond]).cpu()
 
     @torch.no_grad()
-    def _generate_batch(self, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
+    def _generate_batch(self, cluster_idx: np.ndarray, w: float, fit_time: bool = False) -> torch.Tensor:
         """Counts (CPU tensor) for one batch of cells of the given cluster indices, without the scorer."""
-        return self._decode(self._sample_latent_batch(cluster_idx, w), cluster_idx, w)
+        return self._decode(self._sample_latent_batch(cluster_idx, w, fit_time), cluster_idx, w)
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None) -> SampleOutput:
-        cfg = self.config
-        w = cfg.sampling.guidance if guidance is None else float(guidance)
+        w = self.config.sampling.guidance if guidance is None else float(guidance)
         assigned = labels
         if assigned is None:
             assigned = self.proportional_labels(n_cells) if self.label_categories else np.repeat("all", n_cells)
-        cluster_idx = np.searchsorted(np.asarray(self.clusters_), assigned)
+        out = self._draw_cells(np.searchsorted(np.asarray(self.clusters_), assigned), w)
+        if labels is None and self.label_categories:
+            return out, assigned
+        return out
+
+    def _draw_cells(self, cluster_idx: np.ndarray, w: float, fit_time: bool = False) -> np.ndarray:
+        """Counts for cells of the given cluster indices: drawn, the best kept by the scorer, marginals mapped."""
+        cfg, n_cells = self.config, cluster_idx.size
         keep = cfg.scoring.keep_fraction if self.scorer_ is not None else 1.0
         # per cluster, draw enough cells that keeping the best `keep` fraction leaves exactly what was asked
         wanted = {int(k): int((cluster_idx == k).sum()) for k in np.unique(cluster_idx)}
         drawn = {k: max(n, math.ceil(n / keep)) for k, n in wanted.items()}
         plan = np.concatenate([np.full(n, k) for k, n in drawn.items()])
         size = self._batch
-        jobs = (self._generate_batch(plan[i : i + size], w) for i in range(0, plan.size, size))
+        jobs = (self._generate_batch(plan[i : i + size], w, fit_time) for i in range(0, plan.size, size))
         if self.scorer_ is not None:
             scorer, device = self.scorer_, self.device
             cells, scores = score_beside(jobs, lambda b: scorer.realness(b.to(device)).cpu(), cfg.runtime.queue_size)
@@ -211,8 +224,6 @@ class SCLD(Generator):
             out[np.flatnonzero(cluster_idx == k)] = generated[chosen]
         if self.marginals_ is not None and w == cfg.sampling.guidance:
             out = self._map_marginals(out, cluster_idx, self.marginals_)
-        if labels is None and self.label_categories:
-            return out, assigned
         return out
 
     @torch.no_grad()

@@ -376,7 +376,7 @@ def fit_marginal_map(
             idx = np.sort(rng.choice(idx, size=_MARGINAL_MAX_CELLS, replace=False))
         members.append(idx)
     target = stack_sketches([sketch_cells(normalise(cells.data(idx)), cfg.marginal_levels) for idx in members])
-    plan = np.repeat(np.arange(n_k), cfg.marginal_draw)
+    plan = np.repeat(np.arange(n_k), cfg.draw_sizes(np.bincount(cells.cluster_of, minlength=n_k)))
     drawn = draw_cells(plan)
     source = stack_sketches(
         [sketch_cells(normalise(torch.as_tensor(drawn[plan == k], device=cells.device)), cfg.marginal_levels)

@@ -210,10 +210,12 @@ def resolved_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """A suite's parameters over the generator's own defaults, so that a changed default changes the job key
     and a stored result made under the old default is not reused."""
     try:
-        defaults = get_generator(name).parameters()
+        klass = get_generator(name)
     except ScldbenchError:
         return params
-    return {k: v for k, v in defaults.items() if k not in ("seed", "device")} | params
+    # settings that only change how fast a generator runs (its `runtime_params`) do not make another job
+    left_out = ("seed", "device", *getattr(klass, "runtime_params", ()))
+    return {k: v for k, v in (klass.parameters() | params).items() if k not in left_out}
 
 
 def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seeds: Sequence[int]) -> list[Job]:

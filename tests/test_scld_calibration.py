@@ -67,7 +67,7 @@ def test_fit_spread_finds_where_an_increasing_variance_meets_the_target():
 def test_spread_is_fitted_or_fixed_not_both():
     with pytest.raises(ScldbenchError, match="latent_spread"):
         SCLD(latent_calibration="spread", latent_spread=1.2)
-    assert SCLD(latent_calibration="mean", latent_spread=1.2).config.latent_spread == 1.2
+    assert SCLD(latent_calibration="mean", latent_spread=1.2).config.calibration.latent_spread == 1.2
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 
 import numpy as np
@@ -16,6 +15,7 @@ from scldbench.data import PrepareSettings, load_dataset, prepare
 from scldbench.registry import get_generator
 from scldbench.scld.calibration import within_cluster_variance
 from scldbench.scld.generator import SCLD
+from scldbench.scld.stages import LatentCalibration
 
 # small enough for a test, real enough that a model that ignored its condition would fail the checks below
 QUICK = {
@@ -138,7 +138,7 @@ def on_target(model: SCLD, data, judge: LogisticRegression, weights: tuple[float
 def test_latent_guidance_moves_cells_into_their_cluster_more_so_as_w_grows(data, judge):
     # the paper's plain decoder: the cluster lives in the latent only, so guidance alone decides where cells land
     # (the calibrations, which apply at one weight, are left out of the sweep as in the pbmc-guidance suite)
-    paper = QUICK | {"ae_anchor": "none", "ae_validation": 0.0, "dispersion_by": "gene", "latent_calibration": "none",
+    paper = QUICK | {"ae_anchor": "none", "dispersion_by": "gene", "latent_calibration": "none",
                      "marginal_calibration": "none"}
     plain = SCLD(**paper, seed=0).fit(data.train, labels_key=data.labels_key)
     accuracy = on_target(plain, data, judge, (-1.0, 0.0, 2.0))
@@ -157,16 +157,16 @@ def test_anchored_decoder_keeps_every_requested_cell_in_its_cluster(model: SCLD,
 
 
 def test_latent_calibration_pulls_fresh_samples_onto_each_clusters_training_mean(data):
-    from scldbench.scld.training import CountData
+    from scldbench.scld.stages import encode_cells
 
     # a denoiser trained for a few steps samples each cluster well off its training mean: the offsets, estimated
     # on the draw made at fit time, must close much of that gap in a new, larger draw (measured: 1.78 to 1.06)
     quick = QUICK | {"ae_epochs": 5, "steps": 40, "scorer": False, "calibration_prior_cells": 0}
     short = SCLD(**quick, seed=0).fit(data.train, labels_key=data.labels_key)
-    counts = CountData(data.train.X, short.device)
-    cluster_of = short._cluster_index(data.train)
-    latents, _ = short._encode_all(counts, counts.library(), cluster_of)
-    latents = short._scaler.to_diffusion(latents)
+    cells = short._training_cells(data.train, data.train.obs[data.labels_key].astype(str).to_numpy())
+    cluster_of = cells.cluster_of
+    latents, _ = encode_cells(cells, short.autoencoder_, latent_library=True)
+    latents = short.diffusion_.scaler.to_diffusion(latents)
     plan = np.tile(cluster_of, 4)
     fresh = short._sample_latents(plan, 0.0)
     big = [k for k in np.unique(cluster_of) if (cluster_of == k).sum() >= 40]
@@ -174,19 +174,19 @@ def test_latent_calibration_pulls_fresh_samples_onto_each_clusters_training_mean
     def gap(z: torch.Tensor) -> float:
         return float(np.mean([(latents[cluster_of == k].mean(0) - z[plan == k].mean(0)).norm() for k in big]))
 
-    calibrated = fresh + short._latent_offset[torch.as_tensor(plan)]
+    calibrated = fresh + short.calibration_.offset[torch.as_tensor(plan)]
     assert gap(calibrated) < 0.75 * gap(fresh), (gap(fresh), gap(calibrated))
 
 
 def test_latent_spread_widens_samples_at_the_configured_guidance_only(model: SCLD, data):
     wide = copy.copy(model)
     # decoded means, not counts: on 765 genes of a few hundred counts, count noise would swamp the change
-    fixed = {"latent_calibration": "mean", "scorer": False, "count_sampling": "mean"}
-    wide.config = dataclasses.replace(model.config, latent_spread=2.0, **fixed)
-    narrow = copy.copy(model)
-    narrow.config = dataclasses.replace(model.config, **fixed)
-    wide._scorer = narrow._scorer = None
-    wide._marginals = narrow._marginals = None
+    wide.config = model.config.replace(count_sampling="mean")
+    narrow = copy.copy(wide)
+    wide.calibration_ = LatentCalibration(model.calibration_.offset, 2.0)
+    narrow.calibration_ = LatentCalibration(model.calibration_.offset, 1.0)
+    wide.scorer_ = narrow.scorer_ = None
+    wide.marginals_ = narrow.marginals_ = None
     ref = data.train.obs[data.labels_key].astype(str).values
 
     def log_profile_spread(m: SCLD) -> float:
@@ -208,14 +208,13 @@ def test_fitted_spread_gives_fresh_draws_the_training_cells_within_cluster_varia
 
     def variance(x) -> float:
         x = torch.as_tensor(x.toarray() if sp.issparse(x) else np.asarray(x))
-        return within_cluster_variance([(x, cluster)], len(model._clusters))
+        return within_cluster_variance([(x, cluster)], len(model.clusters_))
 
     unscored = copy.copy(model)
-    unscored.config = dataclasses.replace(model.config, scorer=False)
-    unscored._scorer = None
+    unscored.scorer_ = None
     real = variance(data.train.X)
     fitted = variance(unscored.sample(ref.size, labels=ref, seed=5).X)
-    unscored.config = dataclasses.replace(unscored.config, latent_calibration="mean")
+    unscored.calibration_ = LatentCalibration(model.calibration_.offset, 1.0)
     as_sampled = variance(unscored.sample(ref.size, labels=ref, seed=5).X)
     assert abs(fitted / real - 1) < abs(as_sampled / real - 1), (real, fitted, as_sampled)
     assert abs(fitted / real - 1) < 0.15, (real, fitted, as_sampled)
@@ -225,17 +224,18 @@ def test_fitted_spread_gives_fresh_draws_the_training_cells_within_cluster_varia
 def test_cosine_schedule_draws_stay_in_the_training_latents_range(data, sampler: str):
     quick = QUICK | {"schedule": "cosine", "ae_epochs": 5, "steps": 200, "scorer": False, "sampler": sampler}
     cosine = SCLD(**quick, seed=0).fit(data.train, labels_key=data.labels_key)
-    plan = np.repeat(np.arange(len(cosine._clusters)), 20)
+    plan = np.repeat(np.arange(len(cosine.clusters_)), 20)
     drawn = cosine._sample_latents(plan, 0.0)
-    assert float(drawn.abs().max()) <= cosine._latent_bound + 1e-4
+    assert float(drawn.abs().max()) <= cosine.diffusion_.bound + 1e-4
     assert np.isfinite(cosine.sample(50, seed=1).X).all()
     # the paper's linear schedule samples unclipped unless asked
-    assert not SCLD(**QUICK).config.clips_latents and SCLD(**QUICK, clip_latents="on").config.clips_latents
+    assert not SCLD(**QUICK).config.diffusion.clips_latents
+    assert SCLD(**QUICK, clip_latents="on").config.diffusion.clips_latents
 
 
 def test_latent_calibration_applies_at_the_calibrated_guidance_only(model: SCLD):
     plain = copy.copy(model)
-    plain._latent_offset = None
+    plain.calibration_ = LatentCalibration(None, model.calibration_.spread)
     same_w = plain.sample(20, labels="1", guidance=1.0, seed=8).X
     assert np.array_equal(same_w, model.sample(20, labels="1", guidance=1.0, seed=8).X)
     assert not np.array_equal(plain.sample(20, labels="1", seed=8).X, model.sample(20, labels="1", seed=8).X)
@@ -248,7 +248,7 @@ def test_marginal_calibration_gives_fresh_draws_the_training_cells_gene_distribu
                      "marginal_calibration": "quantile"}
     mapped = SCLD(**quick, seed=0).fit(data.train, labels_key=data.labels_key)
     plain = copy.copy(mapped)
-    plain._marginals = None
+    plain.marginals_ = None
     ref = data.train.obs[data.labels_key].astype(str).to_numpy()
     real = data.train.X.toarray() if sp.issparse(data.train.X) else np.asarray(data.train.X)
     big = [k for k in np.unique(ref) if (ref == k).sum() >= 40]

@@ -93,9 +93,9 @@ def test_sample_draws_extra_cells_and_returns_exactly_the_request(keep: float, m
     drawn: list[int] = []
     original = model._generate_batch
 
-    def counting(cluster_idx: np.ndarray, w: float, sampler: str | None = None) -> torch.Tensor:
+    def counting(cluster_idx: np.ndarray, w: float, fit_time: bool = False) -> torch.Tensor:
         drawn.append(len(cluster_idx))
-        return original(cluster_idx, w, sampler)
+        return original(cluster_idx, w, fit_time)
 
     monkeypatch.setattr(model, "_generate_batch", counting)
     request = {"a": 7, "b": 10, "c": 1}
@@ -112,9 +112,8 @@ def test_kept_cells_are_the_best_scored():
     # the quantile mapping after the scorer would change the returned cells
     model = SCLD(**TINY, keep_fraction=0.5, marginal_calibration="none", seed=0).fit(toy_counts(), labels_key="kind")
     out = model.sample(20, labels="a", seed=5)
-    scores = model._scorer.realness(torch.as_tensor(out.X)).numpy()
-    model.config = type(model.config)(**(model.config.as_dict() | {"scorer": False}))
-    scorer, model._scorer = model._scorer, None
+    scores = model.scorer_.realness(torch.as_tensor(out.X)).numpy()
+    scorer, model.scorer_ = model.scorer_, None
     everything = model.sample(40, labels="a", seed=5)
     all_scores = scorer.realness(torch.as_tensor(everything.X)).numpy()
     # the kept 20 are exactly the top half of the same 40 draws
@@ -172,15 +171,7 @@ def test_scorer_projection_is_the_real_cells_principal_axes():
     assert scorer.net[0].in_features == 5 and scorer(real).shape == (80, 2)
 
 
-def test_model_with_a_projected_held_out_scorer_reports_its_fit_and_samples_exactly():
-    model = SCLD(**TINY, scorer_components=3, scorer_validation=0.25, seed=0).fit(toy_counts(), labels_key="kind")
-    d = model.diagnostics
-    assert 0 <= d["scorer_validation_auc"] <= 1 and 1 <= d["scorer_epochs_kept"] <= TINY["scorer_epochs"]
-    assert model._scorer.net[0].in_features == 3
-    assert model.sample(25, labels={"a": 10, "b": 15}, seed=1).n_obs == 25
-
-
-@pytest.mark.parametrize(("key", "value"), [("scorer_validation", 1.0), ("scorer_components", -1)])
+@pytest.mark.parametrize(("key", "value"), [("keep_fraction", 0.0), ("keep_fraction", 1.5)])
 def test_bad_scorer_settings_are_refused_by_name(key: str, value: float):
     with pytest.raises(ScldbenchError, match=key):
         SCLD(**TINY, **{key: value})

@@ -1,12 +1,17 @@
-"""SCLD's settings in one frozen dataclass: the defaults the generator's signature exposes, and their checks.
+"""SCLD's settings: one frozen dataclass per fitting stage, gathered in `SCLDConfig`, with named presets.
 
+Every setting is declared once, here, with its default (the paper's configuration) and its checks. The generator
+takes them by their flat names (`SCLD(preset="cpu", steps=2000)`); each name belongs to exactly one section.
 The measurements behind the defaults are in the decision log, docs/decisions/scld.md (one dated entry each).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
 
 from scldbench.errors import ScldbenchError
 
@@ -19,34 +24,58 @@ ANCHORS = ("cluster", "none")
 FUSIONS = ("cat", "add", "attention")
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("linear", "cosine")
-LR_SCHEDULES = ("constant", "cosine")
 LATENT_CALIBRATIONS = ("mean", "spread", "none")
 LATENT_SCALINGS = ("quantile", "standard")
 CLIP_LATENTS = ("auto", "on", "off")
 MARGINAL_CALIBRATIONS = ("quantile", "none")
+# fewest cells a sized marginal draw takes for a cluster
+_MIN_MARGINAL_DRAW = 32
+
+
+def _choose(section: object, **choices: tuple[str, ...]) -> None:
+    for key, allowed in choices.items():
+        if getattr(section, key) not in allowed:
+            raise ScldbenchError(f"scld: {key}={getattr(section, key)!r} is not one of {', '.join(allowed)}")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ScldbenchError(f"scld: {message}")
 
 
 @dataclass(frozen=True)
-class SCLDConfig:
-    # autoencoder (trained first; its latent is what diffuses)
+class AutoencoderConfig:
+    """The autoencoder, trained first; its latent is what diffuses."""
+
     latent_dim: int = 64
     ae_hidden: int = 512
     ae_activation: str = "elu"
     ae_latent_activation: str = "elu"
+    # the decoder's output: proportions under a Poisson ("poisson") or NB ("nb") likelihood, or log values ("mse")
     ae_loss: str = "poisson"
-    # a short fit annealed to its end: generated cells decode latents like the training cells', and those need
-    # more cell-level detail than the epoch best for unseen cells keeps (decision log, "20 epochs")
+    # a short fit annealed to its end on every training cell: generated cells decode latents like the training
+    # cells', and those need more cell-level detail than the epoch best for unseen cells keeps (decision log,
+    # "20 epochs")
     ae_epochs: int = 20
     ae_lr: float = 1e-3
     ae_batch_size: int = 128
     ae_weight_decay: float = 0.0
-    # fraction of training cells (of every cluster) the autoencoder does not fit: they pick its best epoch
-    # (0: fit on every cell for all `ae_epochs`)
-    ae_validation: float = 0.0
     # "cluster": the decoder's logits are offsets from the log mean profile of the cell's cluster, so the latent
     # carries within-cluster variation only; "none": the paper's plain decoder
     ae_anchor: str = "cluster"
-    # how a decoded profile becomes counts, and where each cell's library size comes from
+
+    def __post_init__(self) -> None:
+        _choose(self, ae_loss=AE_LOSSES, ae_anchor=ANCHORS)
+        _require(self.ae_anchor != "cluster" or self.ae_loss != "mse",
+                 "ae_anchor='cluster' needs ae_loss 'poisson' or 'nb'; use ae_anchor='none'")
+        _require(self.latent_dim >= 1 and self.ae_hidden >= 1 and self.ae_epochs >= 0,
+                 "latent_dim and ae_hidden must be >= 1 and ae_epochs >= 0")
+
+
+@dataclass(frozen=True)
+class CountModelConfig:
+    """How a decoded profile becomes counts: the count distribution, its dispersion, each cell's library size."""
+
     count_sampling: str = "nb"
     # NB dispersion around the decoded means of the training cells: "mle" (maximum likelihood, fits the bulk and
     # the zeros), "moments" (matches the variance, which a few outlying cells inflate), or "learned" with
@@ -60,6 +89,19 @@ class SCLDConfig:
     # "latent": log library size diffuses as one more latent coordinate, so a cell's depth follows its state;
     # "empirical": drawn from the training cells of the requested cluster, independent of the latent
     library: str = "latent"
+
+    def __post_init__(self) -> None:
+        _choose(self, count_sampling=COUNT_SAMPLING, dispersion=DISPERSIONS, dispersion_by=DISPERSION_BY,
+                library=LIBRARY_MODES)
+        _require(self.dispersion_prior_cells >= 0,
+                 f"dispersion_prior_cells must be >= 0, got {self.dispersion_prior_cells}")
+        _require(self.dispersion_floor > 0, f"dispersion_floor must be > 0, got {self.dispersion_floor}")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The conditional latent DDPM: latent scaling, pre-guidance, noise schedule, denoiser and its training."""
+
     # how latent coordinates are mapped before they diffuse: "quantile" onto a standard normal each (the ELU
     # bottleneck leaves them skewed and bounded), "standard" centred and scaled only
     latent_scaling: str = "quantile"
@@ -67,14 +109,13 @@ class SCLDConfig:
     cond_dim: int = 128
     fusion: str = "cat"
     cond_drop: float = 0.2
-    # diffusion
     timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
     schedule: str = "linear"
-    # whether each reverse step clips its predicted clean latent to the training latents' range: "auto" clips with the
-    # cosine schedule, whose first reverse steps divide the noise prediction's error by sqrt(alpha_bar) (5e-5) and,
-    # unclipped, send draws off to 1e3-1e4; with the linear schedule clipping scored worse (decision log, "clipped")
+    # whether each reverse step clips its predicted clean latent to the training latents' range: "auto" clips with
+    # the cosine schedule, whose first reverse steps divide the noise prediction's error by sqrt(alpha_bar) (5e-5)
+    # and, unclipped, send draws off to 1e3-1e4; with the linear schedule clipping scored worse (decision log)
     clip_latents: str = "auto"
     denoiser_channels: list[int] = field(default_factory=lambda: [512, 256])
     time_dim: int = 128
@@ -82,126 +123,246 @@ class SCLDConfig:
     batch_size: int = 128
     steps: int = 20_000
     lr: float = 1e-3
-    # the denoiser's learning rate over its steps: "constant" (the paper's AdamW as is) or "cosine", decayed to
-    # zero by the last step (decision log, "learning rate")
-    lr_schedule: str = "constant"
-    # > 0: sample with an exponential moving average of the denoiser's weights (0: the last step's; decision log)
-    ema_decay: float = 0.0
-    # sampling
+
+    def __post_init__(self) -> None:
+        _choose(self, latent_scaling=LATENT_SCALINGS, fusion=FUSIONS, schedule=SCHEDULES, clip_latents=CLIP_LATENTS)
+        _require(0 <= self.cond_drop <= 1, f"cond_drop must be in [0, 1], got {self.cond_drop}")
+        _require(0 < self.beta_start < self.beta_end < 1, "need 0 < beta_start < beta_end < 1")
+        _require(bool(self.denoiser_channels), "denoiser_channels needs at least one width")
+        _require(self.timesteps >= 1 and self.steps >= 0, "timesteps must be >= 1 and steps >= 0")
+
+    @property
+    def clips_latents(self) -> bool:
+        return self.clip_latents == "on" or (self.clip_latents == "auto" and self.schedule == "cosine")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How `sample` draws latents: the reverse process and the guidance weight."""
+
     sampler: str = "ddpm"
     ddim_steps: int = 50
     # DDIM's eta: 0 deterministic, 1 fresh noise at every kept step as ancestral sampling adds (it matched
     # DDPM's quality at 50 steps where eta 0 did not; decision log, "DDIM-50")
     ddim_eta: float = 1.0
     guidance: float = 0.0
-    # "mean": after training, latents sampled for the training cells' clusters are compared with those cells' own
-    # latents, and each cluster's mean gap (shrunk by n / (n + calibration_prior_cells)) is added to its later
-    # samples; "spread" also widens (or narrows) samples about their cluster's training mean by the factor at which
-    # that draw's within-cluster expression variance matches the training cells'; estimated with the configured
-    # sampler at `guidance`, applied only at that guidance (decision log, "mean offsets", "spread")
+    # the sampler of the draws the fit makes for its calibrations and scorer ("same": `sampler` with `ddim_steps`;
+    # "ddim": DDIM over `fit_ddim_steps` with `ddim_eta`): on a CPU those draws, not training, took most of a fit
+    # with DDPM (decision log, "fit-time draws")
+    fit_sampler: str = "same"
+    fit_ddim_steps: int = 50
+
+    def __post_init__(self) -> None:
+        _choose(self, sampler=SAMPLERS, fit_sampler=("same", *SAMPLERS))
+        _require(0 <= self.ddim_eta <= 1, f"ddim_eta must be in [0, 1], got {self.ddim_eta}")
+        _require(self.ddim_steps >= 1 and self.fit_ddim_steps >= 1, "ddim_steps and fit_ddim_steps must be >= 1")
+
+    def fit_time(self) -> tuple[str, int]:
+        """(sampler, DDIM steps) of the draws made while fitting."""
+        if self.fit_sampler == "same":
+            return self.sampler, self.ddim_steps
+        return self.fit_sampler, self.fit_ddim_steps
+
+
+@dataclass(frozen=True)
+class LatentCalibrationConfig:
+    """Mean offsets and spread of sampled latents per cluster, fitted once after training.
+
+    "mean": latents sampled for the training cells' clusters are compared with those cells' own latents, and each
+    cluster's mean gap (shrunk by n / (n + calibration_prior_cells)) is added to its later samples; "spread" also
+    widens (or narrows) samples about their cluster's training mean by the factor at which that draw's
+    within-cluster expression variance matches the training cells'. Estimated at `guidance` and applied only at
+    that weight (decision log, "mean offsets", "spread").
+    """
+
     latent_calibration: str = "spread"
     calibration_prior_cells: float = 10.0
     # a fixed spread factor when latent_calibration is "mean" or "none" (1: as sampled)
     latent_spread: float = 1.0
-    sample_batch_size: int = 1024
-    # "quantile": after the scorer, a fresh draw of `marginal_draw` cells per cluster is compared gene by gene with the
-    # training cells, and later samples at `guidance` are quantile-mapped, cluster by cluster, from the draw's
-    # distribution of each gene's normalised expression onto the training cells' (`marginal_levels` quantiles of the
-    # non-zero values plus the share of zeros; scldbench/scld/marginals.py, measured in the decision log). The draw is
-    # large on purpose: one cell per training cell carries as much noise per gene as the bias being corrected.
-    # "none": genes as the decoder and count model give them
-    marginal_calibration: str = "quantile"
-    marginal_levels: int = 32
-    marginal_draw: int = 512
-    # post-guidance scorer
+
+    def __post_init__(self) -> None:
+        _choose(self, latent_calibration=LATENT_CALIBRATIONS)
+        _require(self.calibration_prior_cells >= 0,
+                 f"calibration_prior_cells must be >= 0, got {self.calibration_prior_cells}")
+        _require(self.latent_spread > 0, f"latent_spread must be > 0, got {self.latent_spread}")
+        _require(self.latent_calibration != "spread" or self.latent_spread == 1.0,
+                 "latent_spread is fitted when latent_calibration='spread'; "
+                 "set latent_calibration='mean' to choose it yourself")
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Post-guidance: a real/generated scorer keeps each cluster's best `keep_fraction` of draws."""
+
     scorer: bool = True
     keep_fraction: float = 0.8
     scorer_hidden: int = 256
     # a short fit: 30 epochs tell every training cell apart and rank new cells worse (decision log, "scorer")
     scorer_epochs: int = 5
-    # > 0: hold out this fraction of real and generated cells and keep the epoch that ranks them best
-    scorer_validation: float = 0.0
-    # > 0: the scorer reads this many principal components of the real training cells' log expression, not every
-    # gene (measured worse at the CPU suites' sizes; decision log, "scorer")
-    scorer_components: int = 0
     scorer_lr: float = 1e-3
-    queue_size: int = 4
-    mixed_precision: bool = True
 
     def __post_init__(self) -> None:
-        choices = {
-            "ae_loss": AE_LOSSES,
-            "count_sampling": COUNT_SAMPLING,
-            "library": LIBRARY_MODES,
-            "dispersion": DISPERSIONS,
-            "dispersion_by": DISPERSION_BY,
-            "ae_anchor": ANCHORS,
-            "fusion": FUSIONS,
-            "sampler": SAMPLERS,
-            "schedule": SCHEDULES,
-            "lr_schedule": LR_SCHEDULES,
-            "latent_calibration": LATENT_CALIBRATIONS,
-            "latent_scaling": LATENT_SCALINGS,
-            "clip_latents": CLIP_LATENTS,
-            "marginal_calibration": MARGINAL_CALIBRATIONS,
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ScldbenchError(f"scld: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
-        if self.dispersion == "learned" and self.ae_loss != "nb":
-            raise ScldbenchError(
-                "scld: dispersion='learned' needs ae_loss='nb'; use dispersion='mle' or 'moments' otherwise"
-            )
-        if self.ae_anchor == "cluster" and self.ae_loss == "mse":
-            raise ScldbenchError("scld: ae_anchor='cluster' needs ae_loss 'poisson' or 'nb'; use ae_anchor='none'")
-        if self.dispersion_prior_cells < 0:
-            raise ScldbenchError(f"scld: dispersion_prior_cells must be >= 0, got {self.dispersion_prior_cells}")
-        if self.calibration_prior_cells < 0:
-            raise ScldbenchError(f"scld: calibration_prior_cells must be >= 0, got {self.calibration_prior_cells}")
-        if self.latent_spread <= 0:
-            raise ScldbenchError(f"scld: latent_spread must be > 0, got {self.latent_spread}")
-        if self.latent_calibration == "spread" and self.latent_spread != 1.0:
-            raise ScldbenchError(
-                "scld: latent_spread is fitted when latent_calibration='spread'; "
-                "set latent_calibration='mean' to choose it yourself"
-            )
-        if self.marginal_draw < 2:
-            raise ScldbenchError(f"scld: marginal_draw must be >= 2, got {self.marginal_draw}")
-        if self.marginal_levels < 2:
-            raise ScldbenchError(f"scld: marginal_levels must be >= 2, got {self.marginal_levels}")
-        if self.dispersion_floor <= 0:
-            raise ScldbenchError(f"scld: dispersion_floor must be > 0, got {self.dispersion_floor}")
-        if not 0 <= self.ae_validation < 1:
-            raise ScldbenchError(f"scld: ae_validation must be in [0, 1), got {self.ae_validation}")
-        if not 0 < self.keep_fraction <= 1:
-            raise ScldbenchError(f"scld: keep_fraction must be in (0, 1], got {self.keep_fraction}")
-        if self.scorer_components < 0:
-            raise ScldbenchError(f"scld: scorer_components must be >= 0, got {self.scorer_components}")
-        if not 0 <= self.scorer_validation < 1:
-            raise ScldbenchError(f"scld: scorer_validation must be in [0, 1), got {self.scorer_validation}")
-        if not 0 <= self.cond_drop <= 1:
-            raise ScldbenchError(f"scld: cond_drop must be in [0, 1], got {self.cond_drop}")
-        if not 0 < self.beta_start < self.beta_end < 1:
-            raise ScldbenchError("scld: need 0 < beta_start < beta_end < 1")
-        if not 0 <= self.ddim_eta <= 1:
-            raise ScldbenchError(f"scld: ddim_eta must be in [0, 1], got {self.ddim_eta}")
-        if self.ddim_steps < 1 or self.ddim_steps > self.timesteps:
-            raise ScldbenchError(f"scld: ddim_steps must be in [1, timesteps={self.timesteps}]")
-        if not self.denoiser_channels:
-            raise ScldbenchError("scld: denoiser_channels needs at least one width")
-        if not 0 <= self.ema_decay < 1:
-            raise ScldbenchError("scld: ema_decay must be in [0, 1)")
+        _require(0 < self.keep_fraction <= 1, f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+
+
+@dataclass(frozen=True)
+class MarginalConfig:
+    """Each gene's distribution within a cluster mapped onto the training cells' (after the scorer).
+
+    "quantile": a fresh draw of `marginal_draw` cells per cluster is compared gene by gene with the training cells,
+    and later samples at `guidance` are quantile-mapped, cluster by cluster, from the draw's distribution of each
+    gene's normalised expression onto the training cells' (`marginal_levels` quantiles of the non-zero values plus
+    the share of zeros; scldbench/scld/marginals.py). The draw is large on purpose: one cell per training cell
+    carries as much noise per gene as the bias being corrected. "none": genes as decoder and count model give them.
+    """
+
+    marginal_calibration: str = "quantile"
+    marginal_levels: int = 32
+    marginal_draw: int = 512
+    # > 0: a cluster's draw is at most this many cells per training cell of the cluster (and at least 32), below
+    # `marginal_draw`: the training cells' own sketch carries their sampling noise already (decision log,
+    # "fit-time draws"); 0: `marginal_draw` for every cluster
+    marginal_draw_per_cell: float = 0.0
+
+    def __post_init__(self) -> None:
+        _choose(self, marginal_calibration=MARGINAL_CALIBRATIONS)
+        _require(self.marginal_draw >= 2, f"marginal_draw must be >= 2, got {self.marginal_draw}")
+        _require(self.marginal_draw_per_cell >= 0,
+                 f"marginal_draw_per_cell must be >= 0, got {self.marginal_draw_per_cell}")
+
+    def draw_sizes(self, training_cells: np.ndarray) -> np.ndarray:
+        """Cells to draw for each cluster, given its training cells."""
+        sizes = np.full(len(training_cells), self.marginal_draw)
+        if self.marginal_draw_per_cell > 0:
+            scaled = np.maximum(np.ceil(self.marginal_draw_per_cell * np.asarray(training_cells)), _MIN_MARGINAL_DRAW)
+            sizes = np.minimum(sizes, scaled.astype(int))
+        return sizes
+        _require(self.marginal_levels >= 2, f"marginal_levels must be >= 2, got {self.marginal_levels}")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How the work is done, not what comes out of it (beyond which random numbers are drawn where)."""
+
+    # bf16 autocast on CUDA (no effect on a CPU)
+    mixed_precision: bool = True
+    # cells per sampling batch, and batches generation may run ahead of the scorer
+    sample_batch_size: int = 1024
+    queue_size: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.sample_batch_size >= 1 and self.queue_size >= 1, "sample_batch_size and queue_size must be >= 1")
+
+
+#: settings that change how fast SCLD runs, never the distribution it samples from: they stay out of job keys
+RUNTIME_OPTIONS = ("sample_batch_size", "queue_size")
+
+
+@dataclass(frozen=True)
+class SCLDConfig:
+    """Every SCLD setting, by stage. `SCLDConfig.paper()` is the paper's configuration, `cpu()` sized for 2 cores."""
+
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    counts: CountModelConfig = field(default_factory=CountModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    calibration: LatentCalibrationConfig = field(default_factory=LatentCalibrationConfig)
+    scoring: ScorerConfig = field(default_factory=ScorerConfig)
+    marginals: MarginalConfig = field(default_factory=MarginalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "cpu")
+
+    def __post_init__(self) -> None:
+        _require(self.counts.dispersion != "learned" or self.autoencoder.ae_loss == "nb",
+                 "dispersion='learned' needs ae_loss='nb'; use dispersion='mle' or 'moments' otherwise")
+        used = ("ddim_steps", "fit_ddim_steps") if self.sampling.fit_sampler == "ddim" else ("ddim_steps",)
+        for key in used:
+            _require(getattr(self.sampling, key) <= self.diffusion.timesteps,
+                     f"{key} must be in [1, timesteps={self.diffusion.timesteps}]")
+
+    # ----------------------------------------------------------------- presets
+    @classmethod
+    def paper(cls) -> SCLDConfig:
+        """The paper's configuration (latent 64, widths 512 and (512, 256), 20,000 steps, DDPM) with the changes
+        the decision log records."""
+        return cls()
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> SCLDConfig:
-        known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
-        if "denoiser_channels" in known:
-            known["denoiser_channels"] = [int(c) for c in known["denoiser_channels"]]
-        return cls(**known)
+    def cpu(cls) -> SCLDConfig:
+        """Sized for two CPU cores: latent 16, autoencoder width 256, denoiser (256, 128), 4,000 diffusion steps;
+        the fit's own draws by DDIM-50, the marginal draw at most 4 cells per training cell."""
+        return cls.paper().replace(
+            latent_dim=16, ae_hidden=256, denoiser_channels=[256, 128], steps=4000,
+            # the fit's own draws with DDIM-50 and sized from the data (decision log, "fit-time draws")
+            fit_sampler="ddim", marginal_draw_per_cell=4.0,
+        )
 
-    @property
-    def clips_latents(self) -> bool:
-        return self.clip_latents == "on" or (self.clip_latents == "auto" and self.schedule == "cosine")
+    @classmethod
+    def preset(cls, name: str, **options: Any) -> SCLDConfig:
+        """The named preset with `options` (flat setting names) replaced."""
+        if name not in cls.PRESETS:
+            raise ScldbenchError(f"scld: unknown preset {name!r}; known presets: {', '.join(cls.PRESETS)}")
+        return getattr(cls, name)().replace(**options)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    # ----------------------------------------------------------------- flat names
+    @classmethod
+    def option_sections(cls) -> dict[str, str]:
+        """Each flat setting name -> the section that holds it."""
+        return {f.name: name for name, klass in SECTIONS.items() for f in fields(klass)}
+
+    def replace(self, **options: Any) -> SCLDConfig:
+        """A copy with settings replaced by their flat names; unknown names and wrong types are refused."""
+        sections = self.option_sections()
+        changes: dict[str, dict[str, Any]] = {}
+        for key, value in options.items():
+            if key not in sections:
+                raise ScldbenchError(f"scld: no setting {key!r}; known settings: {', '.join(sorted(sections))}")
+            changes.setdefault(sections[key], {})[key] = _typed(key, value, getattr(self.section(sections[key]), key))
+        return dataclasses.replace(
+            self, **{name: dataclasses.replace(self.section(name), **values) for name, values in changes.items()}
+        )
+
+    def section(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name (lists copied)."""
+        return {f.name: _copy(getattr(self.section(name), f.name)) for name, klass in SECTIONS.items()
+                for f in fields(klass)}
+
+
+#: SCLDConfig's sections by field name, in fitting order
+SECTIONS: dict[str, type] = {
+    "autoencoder": AutoencoderConfig,
+    "counts": CountModelConfig,
+    "diffusion": DiffusionConfig,
+    "sampling": SamplingConfig,
+    "calibration": LatentCalibrationConfig,
+    "scoring": ScorerConfig,
+    "marginals": MarginalConfig,
+    "runtime": RuntimeConfig,
+}
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _typed(key: str, value: Any, like: Any) -> Any:
+    """`value` as the type of the preset's `like`; ints pass as floats, lists of ints stay lists of ints."""
+    if isinstance(like, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(like, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(like, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(like, list):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = [int(v) for v in value] if ok else value
+    else:
+        ok = isinstance(value, type(like))
+    if not ok:
+        raise ScldbenchError(f"scld: {key} must be a {type(like).__name__}, got {value!r}")
+    return value

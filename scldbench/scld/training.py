@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
-import math
 import time
 from collections.abc import Callable
 
@@ -163,15 +161,6 @@ def validation_loss(
     return total / max(len(idx), 1)
 
 
-def lr_factor(kind: str, step: int, steps: int) -> float:
-    """The learning rate at `step` of `steps` as a fraction of the base rate: "constant" or "cosine" (to zero)."""
-    if kind == "constant":
-        return 1.0
-    if kind == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
-    raise ValueError(f"unknown learning-rate schedule {kind!r}; use 'cosine' or 'constant'")
-
-
 def train_denoiser(
     model: Denoiser,
     latents: torch.Tensor,
@@ -182,22 +171,14 @@ def train_denoiser(
     lr: float,
     batch_size: int,
     cond_drop: float,
-    ema_decay: float,
     amp: bool,
     rng: np.random.Generator,
     log: Callable[[str], None] | None = None,
-    lr_schedule: str = "constant",
 ) -> tuple[Denoiser, dict[str, float]]:
-    """eps-prediction MSE; a fraction `cond_drop` of each batch sees the global condition instead of its cluster.
-
-    Returns the model to sample with (the EMA copy when `ema_decay` > 0) and training figures.
-    """
+    """eps-prediction MSE with AdamW at a constant rate (the paper's); a fraction `cond_drop` of each batch sees the
+    global condition instead of its cluster. Returns the trained model and training figures."""
     device = latents.device
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(lr_schedule, step, steps))
-    ema = copy.deepcopy(model).eval() if ema_decay > 0 else None
-    if ema is not None:
-        ema.requires_grad_(False)
     n = latents.shape[0]
     model.train()
     t0 = time.perf_counter()
@@ -215,20 +196,13 @@ def train_denoiser(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
-        if ema is not None:
-            # the average's horizon grows with the steps taken, so a short run does not average in its start
-            decay = min(ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                    pe.lerp_(pm, 1 - decay)
         # a tensor, so that CUDA never waits on the host to read the loss back
         running = 0.98 * running + 0.02 * loss.detach() if step else loss.detach()
         if log is not None and (step + 1) % max(1, steps // 5) == 0:
             log(f"diffusion step {step + 1}/{steps} loss {float(running):.4f}")
     model.eval()
     seconds = time.perf_counter() - t0
-    return (ema if ema is not None else model), {
+    return model, {
         "diffusion_loss": float(running),
         "diffusion_seconds": seconds,
         "diffusion_steps_per_s": steps / max(seconds, 1e-9),

@@ -140,7 +140,7 @@ def main() -> None:
     print(f"  autoencoder {d['ae_steps_per_s']:.1f} steps/s, diffusion {d['diffusion_steps_per_s']:.1f} steps/s")
 
     for sampler in args.samplers if args.sample > 0 else []:
-        model.config = type(model.config)(**(model.config.as_dict() | {"sampler": sampler}))
+        model.config = model.config.replace(sampler=sampler)
         with track_usage() as usage:
             out = model.sample(args.sample, seed=args.seed + 1)
         figures[f"sample_{sampler}_seconds"] = usage.seconds

@@ -50,3 +50,13 @@ def make_counts(n_cells: int = 60, n_genes: int = 40, n_groups: int = 3, seed: i
 @pytest.fixture()
 def counts() -> ad.AnnData:
     return make_counts()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One BLAS / torch thread for a module's fits (small networks train faster and reproducibly on one), then
+    the previous limits back."""
+    from scldbench.threads import threads_limited
+
+    with threads_limited(1):
+        yield

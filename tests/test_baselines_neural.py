@@ -37,12 +37,7 @@ FACTORIES: dict[str, Callable[..., Generator]] = {
 CONDITIONAL = ["cscgan", "activa", "vae", "cfgen"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -40,9 +40,8 @@ def small(pbmc_prepared) -> ad.AnnData:
 
 
 @pytest.fixture(scope="module")
-def scanvi(small):
+def scanvi(small, one_thread):
     pytest.importorskip("scvi")
-    torch.set_num_threads(1)
     from scldbench.baselines.scvi import ScviTools
 
     return ScviTools(seed=0, **TINY).fit(small, labels_key="cluster")

@@ -17,12 +17,7 @@ TINY = {"latent_dim": 4, "encoder_layers": [32, 16], "ae_epochs": 20, "ae_batch_
         "flow_blocks": 2, "embedding_dim": 16, "flow_epochs": 20, "flow_batch_size": 32, "ode_steps": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,18 @@ def test_rf_auc_matches_the_protocol_done_by_hand():
     assert rf_auc(real, gen, n_trees=100, seed=4, n_jobs=1) == pytest.approx(expected)
 
 
+def test_rf_auc_forest_is_the_stock_forest_tree_for_tree():
+    from scldbench.metrics.rf_auc import _Forest
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(150, 12)), rng.integers(0, 2, size=150)
+    for n_jobs in (1, 2):
+        stock = RandomForestClassifier(n_estimators=60, random_state=9, n_jobs=n_jobs).fit(x, y)
+        ours = _Forest(n_estimators=60, random_state=9, n_jobs=n_jobs).fit(x, y)
+        assert [t.random_state for t in ours.estimators_] == [t.random_state for t in stock.estimators_]
+        np.testing.assert_array_equal(ours.predict_proba(x), stock.predict_proba(x))
+
+
 def test_rf_auc_extremes():
     rng = np.random.default_rng(3)
     real = rng.normal(size=(100, 10))

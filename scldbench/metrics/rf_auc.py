@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
@@ -9,6 +11,30 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from scldbench.threads import thread_budget
+
+_MAX_SEED = np.iinfo(np.int32).max
+
+
+class _Forest(RandomForestClassifier):
+    """scikit-learn's random forest, grown tree for tree as it grows them, without its per-tree set-up cost.
+
+    The stock forest clones its template tree and sets each tree's parameters through `get_params` /
+    `set_params`, which inspect signatures: on the few hundred cells of a cluster that bookkeeping took longer
+    than growing the trees. Here each tree is a shallow copy of one configured tree and receives the same seed
+    draw the stock forest gives it, so the forest, and every AUC, is the stock one (tests/test_metrics.py).
+    """
+
+    def _make_estimator(self, append: bool = True, random_state: np.random.RandomState | None = None):
+        template = self.__dict__.get("_tree_template")
+        if template is None:
+            template = self.estimator_.__class__(**{p: getattr(self, p) for p in self.estimator_params})
+            self._tree_template = template
+        tree = copy.copy(template)
+        if random_state is not None:
+            tree.random_state = random_state.randint(_MAX_SEED)
+        if append:
+            self.estimators_.append(tree)
+        return tree
 
 
 def rf_auc(
@@ -35,6 +61,6 @@ def rf_auc(
     x_fit, x_eval, y_fit, y_eval = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
     k = min(n_components, x_fit.shape[0], x_fit.shape[1])
     pca = PCA(n_components=k, random_state=seed).fit(x_fit)
-    forest = RandomForestClassifier(n_estimators=n_trees, random_state=seed, n_jobs=n_jobs or thread_budget())
+    forest = _Forest(n_estimators=n_trees, random_state=seed, n_jobs=n_jobs or thread_budget())
     forest.fit(pca.transform(x_fit), y_fit)
     return float(roc_auc_score(y_eval, forest.predict_proba(pca.transform(x_eval))[:, 1]))

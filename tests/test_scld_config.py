@@ -44,6 +44,7 @@ def test_every_option_has_one_section_and_the_generator_takes_them_by_name():
         ({"denoiser_channels": [256, "x"]}, "denoiser_channels must be a list"),
         ({"sampler": "euler"}, "sampler='euler' is not one of"),
         ({"ddim_steps": 2000}, "ddim_steps must be in"),
+        ({"marginal_levels": 1}, "marginal_levels must be >= 2"),
     ],
 )
 def test_bad_options_are_refused_with_the_option_named(options, message):

@@ -229,6 +229,7 @@ class MarginalConfig:
         _require(self.marginal_draw >= 2, f"marginal_draw must be >= 2, got {self.marginal_draw}")
         _require(self.marginal_draw_per_cell >= 0,
                  f"marginal_draw_per_cell must be >= 0, got {self.marginal_draw_per_cell}")
+        _require(self.marginal_levels >= 2, f"marginal_levels must be >= 2, got {self.marginal_levels}")
 
     def draw_sizes(self, training_cells: np.ndarray) -> np.ndarray:
         """Cells to draw for each cluster, given its training cells."""
@@ -237,7 +238,6 @@ class MarginalConfig:
             scaled = np.maximum(np.ceil(self.marginal_draw_per_cell * np.asarray(training_cells)), _MIN_MARGINAL_DRAW)
             sizes = np.minimum(sizes, scaled.astype(int))
         return sizes
-        _require(self.marginal_levels >= 2, f"marginal_levels must be >= 2, got {self.marginal_levels}")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from scldbench.baselines.cfgen.flow import interpolate, target_velocity
 from scldbench.baselines.cfgen.modules import VelocityField
+from scldbench.optim import adam
 from scldbench.scld.training import batches
 
 
@@ -38,7 +39,7 @@ def train_flow(
     A fraction `label_dropout` of every batch sees the null label, so that the same network also learns the
     unconditional field guidance needs. `labels` already holds the null index where a cell has no label.
     """
-    opt = torch.optim.AdamW(field.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = adam(field.parameters(), lr=lr, weight_decay=weight_decay, decoupled_weight_decay=True)
     n, device = latents.shape[0], latents.device
     field.train()
     t0, n_steps, running = time.perf_counter(), 0, float("nan")

@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
+from scldbench.optim import adam
 from scldbench.scld.autoencoder import log_normalise
 
 _DONE = object()
@@ -84,7 +85,7 @@ def train_scorer(
     tells every training cell apart has learnt those cells, not what sets generated cells apart. Returns the
     training accuracy of the kept epoch, and with validation its held-out AUC and the epoch kept.
     """
-    opt = torch.optim.AdamW(scorer.parameters(), lr=lr, weight_decay=1e-2)
+    opt = adam(scorer.parameters(), lr=lr, weight_decay=1e-2, decoupled_weight_decay=True)
     real_fit, real_val = _holdout(n_real, validation, rng)
     gen_fit, gen_val = _holdout(generated.shape[0], validation, rng)
     held_out = real_val.size > 0 and gen_val.size > 0

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
+from scldbench.optim import adam
 from scldbench.scld.autoencoder import Autoencoder
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.schedule import Schedule, q_sample
@@ -94,7 +95,8 @@ def train_autoencoder(
     its schedule ends). `cluster` (one index per cell) is what an anchored decoder needs."""
     train_idx = np.arange(data.n_obs) if train_idx is None else np.asarray(train_idx)
     of = _cluster_lookup(cluster, data.device)
-    opt = torch.optim.AdamW([p for p in ae.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    opt = adam([p for p in ae.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay,
+               decoupled_weight_decay=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=lr * 0.05)
     t0, loss_value, n_steps = time.perf_counter(), float("nan"), 0
     best_val, best_epoch, best_state = float("inf"), epochs, None
@@ -178,7 +180,7 @@ def train_denoiser(
     """eps-prediction MSE with AdamW at a constant rate (the paper's); a fraction `cond_drop` of each batch sees the
     global condition instead of its cluster. Returns the trained model and training figures."""
     device = latents.device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), lr=lr, weight_decay=0.01, decoupled_weight_decay=True)  # AdamW's default decay
     n = latents.shape[0]
     model.train()
     t0 = time.perf_counter()

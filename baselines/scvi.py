@@ -108,6 +108,7 @@ class ScviTools(Generator):
     conditional = True
     requires = ("scvi",)
     extra = "scvi"
+    weight_modules = ("module_",)
 
     def __init__(
         self,
@@ -220,19 +221,8 @@ class ScviTools(Generator):
         return (counts, chosen) if chosen is not None else counts
 
     # ------------------------------------------------------------------ persistence
-    def _state(self) -> dict[str, Any]:
-        state = {k: v for k, v in vars(self).items() if k not in ("_rng", "module_")}
-        state["module_state_"] = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
-        return state
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        weights = state.pop("module_state_")
-        vars(self).update(state)
-        self.module_ = self._build_module()
-        self.module_.load_state_dict(weights)
-        self.module_.eval()
-
-    def _build_module(self) -> torch.nn.Module:
+    def _build_module(self, name: str) -> torch.nn.Module:
+        """The scvi-tools module of the fitted shape (`module_kwargs_`), on the CPU where sampling runs."""
         from scvi.module import SCANVAE, VAE
 
         kwargs = dict(self.module_kwargs_)

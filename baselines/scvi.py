@@ -88,9 +88,9 @@ class ScviTools(Generator):
         SCVI training epochs; unset = scvi-tools' rule (400, scaled down beyond 20,000 cells).
     kl_warmup_epochs
         Epochs over which the KL weight rises to 1; unset = half of the SCVI epochs. scvi-tools' own default
-        (400 epochs) suits posterior use, but sampling the prior needs the full KL weight: a 30-epoch fit with
-        it ends at weight 0.075, its latent far from N(0, I), and prior samples fall off the data (RF AUC 0.99
-        on bladder).
+        (400 epochs) suits posterior use, but sampling the prior needs the full KL weight: a short fit with it
+        ends at a small weight, its latent far from N(0, I), and prior samples fall off the data
+        (docs/generators/scvi.md, "KL warm-up").
     scanvi_epochs
         SCANVI epochs after SCVI when fitted with labels; unset = scvi-tools' rule for a pretrained SCVI (<= 10).
     batch_size

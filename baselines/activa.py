@@ -77,7 +77,7 @@ class Activa(Generator):
 
     Sampling: z ~ N(0, I), decode, classify. With labels, cells are drawn in rounds of `draw_batch` and kept
     when the classifier assigns them to a requested cluster; after `max_draw_rounds` rounds a cluster that is
-    still short takes the cells of the last round most probable for it (counted in `self.fallback_cells`).
+    still short takes the cells of the last round most probable for it (counted in `self.fallback_cells_`).
     Counts: profile normalised, scaled to a library size drawn from the training cells of the assigned
     cluster, then `count_sampling` ("poisson" by default: the decoder's output is a smooth mean-like profile;
     "round" or "none" also possible). `log_scale=False` trains on normalised values without the log.
@@ -86,6 +86,7 @@ class Activa(Generator):
     name = "activa"
     description = "ACTIVA: introspective VAE with a cell-type classifier (Heydari et al. 2022)"
     conditional = True
+    weight_modules = ("classifier_", "encoder_", "decoder_")
 
     def __init__(
         self,
@@ -132,7 +133,7 @@ class Activa(Generator):
         self.total = float(total)
         self.log_scale = bool(log_scale)
         self.count_sampling = check_count_mode(count_sampling)
-        self.fallback_cells = 0
+        self.fallback_cells_ = 0
 
     # ------------------------------------------------------------------ fit
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
@@ -140,35 +141,43 @@ class Activa(Generator):
         dev = self.device
         data = torch.as_tensor(scale_counts(counts, self.total, self.log_scale), device=dev)
         y = encode_labels(labels, self.label_categories, dev) if labels is not None else None
-        n_genes = counts.shape[1]
-        self.library = LibraryPrior(counts, labels)
-        self.classifier = None
+        self.library_ = LibraryPrior(counts, labels)
+        self.classifier_ = None
         if y is not None:
-            self.classifier = mlp([n_genes, *self.classifier_layers, len(self.label_categories)]).to(dev)
+            self.classifier_ = self._build_module("classifier_")
             self._train_classifier(data, y)
-        self.encoder = GaussianEncoder(n_genes, self.encoder_layers, self.latent_dim).to(dev)
-        self.decoder = mlp([self.latent_dim, *reversed(self.encoder_layers), n_genes], activation=nn.LeakyReLU,
-                           batch_norm=True, last_activation=False).append(nn.ReLU()).to(dev)
+        self.encoder_ = self._build_module("encoder_")
+        self.decoder_ = self._build_module("decoder_")
         with torch.no_grad():
-            self.decoder[-2].bias.copy_(data.mean(dim=0))
-        self.history = self._train_introvae(data, y)
+            self.decoder_[-2].bias.copy_(data.mean(dim=0))
+        self.history_ = self._train_introvae(data, y)
+
+    def _build_module(self, name: str) -> nn.Module:
+        if name == "classifier_":
+            module = mlp([self.n_genes, *self.classifier_layers, len(self.label_categories)])
+        elif name == "encoder_":
+            module = GaussianEncoder(self.n_genes, self.encoder_layers, self.latent_dim)
+        else:
+            module = mlp([self.latent_dim, *reversed(self.encoder_layers), self.n_genes], activation=nn.LeakyReLU,
+                         batch_norm=True, last_activation=False).append(nn.ReLU())
+        return module.to(self.device)
 
     def _train_classifier(self, data: torch.Tensor, y: torch.Tensor) -> None:
-        assert self.classifier is not None
-        opt = torch.optim.Adam(self.classifier.parameters(), lr=self.classifier_lr, weight_decay=1e-4)
-        self.classifier.train()
+        assert self.classifier_ is not None
+        opt = torch.optim.Adam(self.classifier_.parameters(), lr=self.classifier_lr, weight_decay=1e-4)
+        self.classifier_.train()
         for _ in range(self.classifier_epochs):
             for idx in epoch_batches(data.shape[0], batch_size_for(data.shape[0], self.batch_size), data.device):
-                loss = F.cross_entropy(self.classifier(data[idx]), y[idx])
+                loss = F.cross_entropy(self.classifier_(data[idx]), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        self.classifier.eval()
-        self.classifier.requires_grad_(False)
+        self.classifier_.eval()
+        self.classifier_.requires_grad_(False)
 
     def _train_introvae(self, data: torch.Tensor, y: torch.Tensor | None) -> list[tuple[int, float, float]]:
-        opt_e = torch.optim.Adam(self.encoder.parameters(), lr=self.lr)
-        opt_d = torch.optim.Adam(self.decoder.parameters(), lr=self.lr)
+        opt_e = torch.optim.Adam(self.encoder_.parameters(), lr=self.lr)
+        opt_d = torch.optim.Adam(self.decoder_.parameters(), lr=self.lr)
         history: list[tuple[int, float, float]] = []
         bs = batch_size_for(data.shape[0], self.batch_size)
         for epoch in range(self.epochs):
@@ -181,7 +190,7 @@ class Activa(Generator):
 
     def _introvae_step(self, x: torch.Tensor, y: torch.Tensor | None, adversarial: bool,
                        opt_e: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> tuple[float, float]:
-        enc, dec = self.encoder, self.decoder
+        enc, dec = self.encoder_, self.decoder_
         mu, logvar = enc(x)
         z = reparameterise(mu, logvar)
         z_prior = torch.randn_like(z)
@@ -200,8 +209,8 @@ class Activa(Generator):
         if adversarial:
             for fake in (recon, dec(z_prior)):
                 loss_d = loss_d + self.alpha * kl_normal(*enc(fake)).mean()
-        if self.classifier is not None and y is not None and self.type_weight > 0:
-            loss_d = loss_d + self.type_weight * F.cross_entropy(self.classifier(recon), y)
+        if self.classifier_ is not None and y is not None and self.type_weight > 0:
+            loss_d = loss_d + self.type_weight * F.cross_entropy(self.classifier_(recon), y)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward(inputs=list(dec.parameters()))
         opt_d.step()
@@ -211,13 +220,13 @@ class Activa(Generator):
     @torch.no_grad()
     def _draw(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         """n decoded prior samples (log scale) and, with a classifier, each cell's class probabilities."""
-        self.decoder.eval()
+        self.decoder_.eval()
 
         def chunk(start: int, stop: int) -> torch.Tensor:
-            return self.decoder(torch.randn(stop - start, self.latent_dim, device=self.device))
+            return self.decoder_(torch.randn(stop - start, self.latent_dim, device=self.device))
 
         x = torch.cat(in_chunks(chunk, n))
-        probs = None if self.classifier is None else torch.softmax(self.classifier(x), dim=1).cpu().numpy()
+        probs = None if self.classifier_ is None else torch.softmax(self.classifier_(x), dim=1).cpu().numpy()
         return x.cpu().numpy(), probs
 
     def _by_assignment(self, labels: np.ndarray) -> np.ndarray:
@@ -225,7 +234,7 @@ class Activa(Generator):
         need = {lab: int((labels == lab).sum()) for lab in np.unique(labels)}
         kept: dict[str, list[np.ndarray]] = {lab: [] for lab in need}
         cats = np.asarray(self.label_categories)
-        self.fallback_cells = 0
+        self.fallback_cells_ = 0
         for round_ in range(self.max_draw_rounds):
             x, probs = self._draw(max(self.draw_batch, 2 * sum(need.values())))
             assigned = cats[probs.argmax(axis=1)]
@@ -238,7 +247,7 @@ class Activa(Generator):
                     # the classifier rarely assigns this cluster: take the cells most probable for it
                     col = self.label_categories.index(lab)
                     extra = np.setdiff1d(np.argsort(-probs[:, col]), rows)[: need[lab] - rows.size]
-                    self.fallback_cells += extra.size
+                    self.fallback_cells_ += extra.size
                     rows = np.concatenate([rows, extra])
                 kept[lab].append(x[rows])
                 need[lab] -= rows.size
@@ -256,6 +265,6 @@ class Activa(Generator):
             logged, probs = self._draw(n_cells)
             assigned = None if probs is None else np.asarray(self.label_categories)[probs.argmax(axis=1)]
         profiles = unscale(torch.as_tensor(logged), self.log_scale).numpy()
-        libraries = self.library.draw(assigned, n_cells, self._rng)
+        libraries = self.library_.draw(assigned, n_cells, self._rng)
         counts = to_counts(profiles, libraries, self.count_sampling, self._rng)
         return (counts, assigned) if assigned is not None else counts

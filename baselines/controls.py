@@ -18,19 +18,19 @@ class PositiveControl(Generator):
     uses_holdout = True
 
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
-        self._cells = sp.csr_matrix(adata.X, dtype=np.float32)
-        self._labels = labels
+        self.cells_ = sp.csr_matrix(adata.X, dtype=np.float32)
+        self.labels_ = labels
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
-        n_real = self._cells.shape[0]
+        n_real = self.cells_.shape[0]
         if labels is None:
             idx = self._draw(np.arange(n_real), n_cells)
-            return self._cells[idx], (self._labels[idx] if self._labels is not None else None)
+            return self.cells_[idx], (self.labels_[idx] if self.labels_ is not None else None)
         idx = np.empty(n_cells, dtype=np.int64)
         for label in np.unique(labels):
             want = np.flatnonzero(labels == label)
-            idx[want] = self._draw(np.flatnonzero(self._labels == label), want.size)
-        return self._cells[idx]
+            idx[want] = self._draw(np.flatnonzero(self.labels_ == label), want.size)
+        return self.cells_[idx]
 
     def _draw(self, pool: np.ndarray, n: int) -> np.ndarray:
         # without replacement while the pool lasts, so that a positive control never repeats a cell needlessly
@@ -46,10 +46,10 @@ class RandomControl(Generator):
     description = "Poisson noise with no gene structure (the ceiling: AUC about 1.0)"
 
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
-        self._rate = float(adata.X.sum()) / (adata.n_obs * adata.n_vars)
+        self.rate_ = float(adata.X.sum()) / (adata.n_obs * adata.n_vars)
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
-        return sp.csr_matrix(self._rng.poisson(self._rate, size=(n_cells, self.n_genes)).astype(np.float32))
+        return sp.csr_matrix(self._rng.poisson(self.rate_, size=(n_cells, self.n_genes)).astype(np.float32))
 
 
 class ShuffleControl(Generator):
@@ -59,12 +59,12 @@ class ShuffleControl(Generator):
     description = "per-gene permutation of training cells (marginals kept, co-expression lost)"
 
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
-        self._columns = sp.csc_matrix(adata.X, dtype=np.float32)
+        self.columns_ = sp.csc_matrix(adata.X, dtype=np.float32)
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
-        n_real = self._columns.shape[0]
+        n_real = self.columns_.shape[0]
         out = np.zeros((n_cells, self.n_genes), dtype=np.float32)
         for j in range(self.n_genes):
-            column = self._columns[:, j].toarray().ravel()
+            column = self.columns_[:, j].toarray().ravel()
             out[:, j] = column[self._rng.integers(0, n_real, size=n_cells)]
         return sp.csr_matrix(out)

@@ -123,6 +123,7 @@ class ScGAN(Generator):
     name = "scgan"
     description = "scGAN: WGAN-GP with library-size normalisation layer (Marouf et al. 2020)"
     conditional = False
+    weight_modules = ("generator_", "critic_")
 
     def __init__(
         self,
@@ -166,25 +167,32 @@ class ScGAN(Generator):
         counts = dense_counts(adata.X)
         dev = self.device
         data = torch.as_tensor(scale_counts(counts, self.total, self.log_scale), device=dev)
-        n_classes = self._n_classes() if labels is not None else 0
+        n_classes = self._n_classes()  # 0 without labels: no label categories then
         y_all = encode_labels(labels, self.label_categories, dev) if n_classes else None
-        self.library = LibraryPrior(counts, labels if n_classes else None)
-        self.gen = GanGenerator(self.latent_dim, self.generator_layers, counts.shape[1], n_classes, self.total,
-                                self.log_scale).to(dev)
-        self.critic = Critic(counts.shape[1], self.critic_layers, n_classes).to(dev)
-        self.history = self._train(data, y_all)
+        self.library_ = LibraryPrior(counts, labels if n_classes else None)
+        self.generator_ = self._build_module("generator_")
+        self.critic_ = self._build_module("critic_")
+        self.history_ = self._train(data, y_all)
+
+    def _build_module(self, name: str) -> nn.Module:
+        if name == "generator_":
+            module = GanGenerator(self.latent_dim, self.generator_layers, self.n_genes, self._n_classes(), self.total,
+                                  self.log_scale)
+        else:
+            module = Critic(self.n_genes, self.critic_layers, self._n_classes())
+        return module.to(self.device)
 
     def _optimiser(self, module: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         opt = torch.optim.Adam(module.parameters(), lr=self.lr, betas=(0.5, 0.9), amsgrad=True)
         return opt, exponential_decay(opt, self.lr_decay, self.lr_decay_steps)
 
     def _train(self, data: torch.Tensor, y_all: torch.Tensor | None) -> list[tuple[int, float, float]]:
-        opt_g, sched_g = self._optimiser(self.gen)
-        opt_c, sched_c = self._optimiser(self.critic)
+        opt_g, sched_g = self._optimiser(self.generator_)
+        opt_c, sched_c = self._optimiser(self.critic_)
         batches = endless_batches(data.shape[0], batch_size_for(data.shape[0], self.batch_size), data.device)
         history: list[tuple[int, float, float]] = []
-        self.gen.train()
-        self.critic.train()
+        self.generator_.train()
+        self.critic_.train()
         for step in range(self.steps):
             for _ in range(self.critic_steps):
                 idx = next(batches)
@@ -197,7 +205,7 @@ class ScGAN(Generator):
             # the generator's cells take the cluster mix of a real batch
             idx = next(batches)
             y = y_all[idx] if y_all is not None else None
-            loss_g = -self.critic(self.gen(self._noise(idx.numel()), y), y).mean()
+            loss_g = -self.critic_(self.generator_(self._noise(idx.numel()), y), y).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -208,9 +216,9 @@ class ScGAN(Generator):
 
     def _critic_loss(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         with torch.no_grad():
-            fake = self.gen(self._noise(real.shape[0]), y)
-        wasserstein = self.critic(fake, y).mean() - self.critic(real, y).mean()
-        return wasserstein + self.gp_weight * gradient_penalty(self.critic, real, fake, y)
+            fake = self.generator_(self._noise(real.shape[0]), y)
+        wasserstein = self.critic_(fake, y).mean() - self.critic_(real, y).mean()
+        return wasserstein + self.gp_weight * gradient_penalty(self.critic_, real, fake, y)
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
@@ -218,18 +226,18 @@ class ScGAN(Generator):
     # ------------------------------------------------------------------ sample
     def _profiles(self, n_cells: int, labels: np.ndarray | None) -> np.ndarray:
         """Generated cells normalised to `total` (before library sizes and count sampling)."""
-        self.gen.eval()
+        self.generator_.eval()
         y_all = encode_labels(labels, self.label_categories, self.device) if labels is not None else None
 
         def chunk(start: int, stop: int) -> torch.Tensor:
             y = y_all[start:stop] if y_all is not None else None
-            return unscale(self.gen(self._noise(stop - start), y), self.log_scale).cpu()
+            return unscale(self.generator_(self._noise(stop - start), y), self.log_scale).cpu()
 
         return torch.cat(in_chunks(chunk, n_cells)).numpy()
 
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
         profiles = self._profiles(n_cells, None)
-        libraries = self.library.draw(None, n_cells, self._rng)
+        libraries = self.library_.draw(None, n_cells, self._rng)
         return to_counts(profiles, libraries, self.count_sampling, self._rng)
 
 
@@ -249,5 +257,5 @@ class CscGAN(ScGAN):
             return super()._sample(n_cells, labels, guidance)
         chosen = labels if labels is not None else self.proportional_labels(n_cells)
         profiles = self._profiles(n_cells, chosen)
-        libraries = self.library.draw(chosen, n_cells, self._rng)
+        libraries = self.library_.draw(chosen, n_cells, self._rng)
         return to_counts(profiles, libraries, self.count_sampling, self._rng), chosen

@@ -88,9 +88,9 @@ class ScviTools(Generator):
         SCVI training epochs; unset = scvi-tools' rule (400, scaled down beyond 20,000 cells).
     kl_warmup_epochs
         Epochs over which the KL weight rises to 1; unset = half of the SCVI epochs. scvi-tools' own default
-        (400 epochs) suits posterior use, but sampling the prior needs the full KL weight: a 30-epoch fit with
-        it ends at weight 0.075, its latent far from N(0, I), and prior samples fall off the data (RF AUC 0.99
-        on bladder).
+        (400 epochs) suits posterior use, but sampling the prior needs the full KL weight: a short fit with it
+        ends at a small weight, its latent far from N(0, I), and prior samples fall off the data
+        (docs/generators/scvi.md, "KL warm-up").
     scanvi_epochs
         SCANVI epochs after SCVI when fitted with labels; unset = scvi-tools' rule for a pretrained SCVI (<= 10).
     batch_size
@@ -108,6 +108,7 @@ class ScviTools(Generator):
     conditional = True
     requires = ("scvi",)
     extra = "scvi"
+    weight_modules = ("module_",)
 
     def __init__(
         self,
@@ -220,19 +221,8 @@ class ScviTools(Generator):
         return (counts, chosen) if chosen is not None else counts
 
     # ------------------------------------------------------------------ persistence
-    def _state(self) -> dict[str, Any]:
-        state = {k: v for k, v in vars(self).items() if k not in ("_rng", "module_")}
-        state["module_state_"] = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
-        return state
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        weights = state.pop("module_state_")
-        vars(self).update(state)
-        self.module_ = self._build_module()
-        self.module_.load_state_dict(weights)
-        self.module_.eval()
-
-    def _build_module(self) -> torch.nn.Module:
+    def _build_module(self, name: str) -> torch.nn.Module:
+        """The scvi-tools module of the fitted shape (`module_kwargs_`), on the CPU where sampling runs."""
         from scvi.module import SCANVAE, VAE
 
         kwargs = dict(self.module_kwargs_)

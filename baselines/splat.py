@@ -32,10 +32,11 @@ Estimation from training counts follows splatEstimate's steps, with two delibera
                   factors from de_prob / de_down_prob / de_fac_loc / de_fac_scale summarised from those
                   empirical factors (groups then carry cluster names but random markers).
 
-Gene identity: Splat's gene means are random draws, so a simulated gene has no real counterpart (Splatter's
-AUC of 1.00 in the SCLD paper). With `gene_order="rank"` (default) the gamma/outlier draws are assigned to
-genes by the rank of their observed means, so the draws keep Splat's distribution while a highly expressed
-real gene stays highly expressed; `gene_order="random"` is Splatter's behaviour.
+Gene identity: Splat's gene means are random draws, so a simulated gene has no real counterpart, which is why
+Splatter's cells are told from real ones perfectly in the SCLD paper (docs/generators/splat.md). With
+`gene_order="rank"` (default) the gamma/outlier draws are assigned to genes by the rank of their observed means,
+so the draws keep Splat's distribution while a highly expressed real gene stays highly expressed;
+`gene_order="random"` is Splatter's behaviour.
 """
 
 from __future__ import annotations

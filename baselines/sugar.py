@@ -19,10 +19,11 @@ Back to counts, two decoders, each giving an expression profile (proportions) pe
   `"neighbours"` (default): the Gaussian-weighted average (bandwidth sigma) of the proportions of the real
       cells around the new point, i.e. the point is read off the data manifold in gene space;
   `"pca"`: inverse PCA to log1p(normalised expression), clipped at 0, expm1.
-On pbmc3k under scgan-v1 the PCA decoder alone (real training cells encoded and decoded, no new points) sits
-at RF AUC 0.995 with 30 components, against 0.91 for the neighbour decoder, so the decoder, not SUGAR's
-geometry, would set the score. The profile is scaled to a library size drawn from the cluster's real library
-sizes and counts are Poisson draws (not rounding: low expression then yields the zeros real counts have).
+The neighbour decoder is the default because the PCA decoder alone (real cells encoded and decoded, no new
+points) is far easier to tell from real cells, so the decoder, not SUGAR's geometry, would set the score
+(docs/generators/sugar.md gives the figures). The profile is scaled to a library size drawn from the cluster's
+real library sizes and counts are Poisson draws (not rounding: low expression then yields the zeros real counts
+have).
 """
 
 from __future__ import annotations

@@ -90,6 +90,7 @@ class CountVAE(Generator):
     name = "vae"
     description = "count VAE in the scVI style (NB likelihood, library size modelled, optional cluster conditioning)"
     conditional = True
+    weight_modules = ("module_",)
 
     def __init__(
         self,
@@ -127,26 +128,30 @@ class CountVAE(Generator):
         dev = self.device
         use_labels = self.conditional and labels is not None
         y = encode_labels(labels, self.label_categories, dev) if use_labels else None
-        self.library = LibraryPrior(counts, labels if use_labels else None)
-        self.model = CountVAEModule(counts.shape[1], len(self.label_categories) if use_labels else 0,
-                                    self.hidden_layers, self.latent_dim, self.dropout,
-                                    self.dispersion == "gene-cluster").to(dev)
+        self.library_ = LibraryPrior(counts, labels if use_labels else None)
+        self.module_ = self._build_module("module_")
         groups = y.cpu().numpy() if y is not None else None
         with torch.no_grad():
-            init = moment_log_theta(counts, groups, self.model.log_theta.shape[0])
-            self.model.log_theta.copy_(torch.as_tensor(init, device=dev))
-        self.history = self._train(torch.as_tensor(counts, device=dev), y)
+            init = moment_log_theta(counts, groups, self.module_.log_theta.shape[0])
+            self.module_.log_theta.copy_(torch.as_tensor(init, device=dev))
+        self.history_ = self._train(torch.as_tensor(counts, device=dev), y)
+
+    def _build_module(self, name: str) -> nn.Module:
+        # conditioned on the clusters when asked to and fitted with labels (there are label categories then)
+        n_classes = len(self.label_categories) if self.conditional else 0
+        return CountVAEModule(self.n_genes, n_classes, self.hidden_layers, self.latent_dim, self.dropout,
+                              self.dispersion == "gene-cluster").to(self.device)
 
     def _train(self, counts: torch.Tensor, y: torch.Tensor | None) -> list[tuple[int, float]]:
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         bs = batch_size_for(counts.shape[0], self.batch_size)
         history: list[tuple[int, float]] = []
-        self.model.train()
+        self.module_.train()
         for epoch in range(self.epochs):
             kl_weight = min(1.0, (epoch + 1) / self.kl_warmup_epochs) if self.kl_warmup_epochs > 0 else 1.0
             total, n = 0.0, 0
             for idx in epoch_batches(counts.shape[0], bs, counts.device):
-                loss = self.model.loss(counts[idx], None if y is None else y[idx], kl_weight)
+                loss = self.module_.loss(counts[idx], None if y is None else y[idx], kl_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -156,20 +161,20 @@ class CountVAE(Generator):
 
     # ------------------------------------------------------------------ sample
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
-        conditioned = self.model.n_classes > 0
+        conditioned = self.module_.n_classes > 0
         chosen = labels if labels is not None else (self.proportional_labels(n_cells) if conditioned else None)
         libraries = torch.as_tensor(
-            self.library.draw(chosen if conditioned else None, n_cells, self._rng, kind="lognormal"),
+            self.library_.draw(chosen if conditioned else None, n_cells, self._rng, kind="lognormal"),
             dtype=torch.float32, device=self.device,
         )
         y_all = encode_labels(chosen, self.label_categories, self.device) if conditioned else None
-        self.model.eval()
+        self.module_.eval()
 
         def chunk(start: int, stop: int) -> torch.Tensor:
             z = torch.randn(stop - start, self.latent_dim, device=self.device)
             y = None if y_all is None else y_all[start:stop]
-            mean = self.model.proportions(z, y) * libraries[start:stop, None]
-            return sample_nb(mean, self.model.theta(y)).cpu()
+            mean = self.module_.proportions(z, y) * libraries[start:stop, None]
+            return sample_nb(mean, self.module_.theta(y)).cpu()
 
         counts = torch.cat(in_chunks(chunk, n_cells)).numpy()
         return (counts, chosen) if chosen is not None else counts

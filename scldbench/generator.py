@@ -46,6 +46,16 @@ def largest_remainder(n: int, proportions: np.ndarray, rng: np.random.Generator)
 _STATE_FILE = "state.pt"
 _META_FILE = "generator.json"
 
+#: what the base class's `fit` records beside a subclass's fitted state (genes, labels, the fit's cost, and how many
+#: samples were drawn, which the next unseeded sample's seed follows); `save` stores these with the fitted state
+BASE_FITTED_STATE = ("var_names", "labels_key", "label_categories", "label_proportions", "fit_usage",
+                     "_n_samples_drawn")
+
+
+def is_fitted_name(name: str) -> bool:
+    """Whether `name` is fitted state by its name: one trailing underscore, as in scikit-learn and scvi-tools."""
+    return name.endswith("_") and not name.endswith("__") and not name.startswith("_")
+
 
 class Generator(ABC):
     """Base class of every generator of single-cell count data."""
@@ -64,6 +74,9 @@ class Generator(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     #: pip extra that installs `requires`
     extra: ClassVar[str | None] = None
+    #: fitted torch modules that `save` stores as weights (`state_dict`) and `load` rebuilds with `_build_module`;
+    #: any other fitted module is stored whole, through the safe loader's allow-list
+    weight_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, seed: int = 0, device: str = "auto") -> None:
         self.seed = int(seed)
@@ -75,6 +88,7 @@ class Generator(ABC):
         self.fit_usage: Usage | None = None
         self.sample_usage: Usage | None = None
         self._n_samples_drawn = 0
+        self._unsaved_state: list[str] = []
 
     # ----------------------------------------------------------------- capabilities and parameters
     @classmethod
@@ -190,9 +204,13 @@ class Generator(ABC):
         self.var_names = adata.var_names.copy()
         self._rng = seed_everything(self.seed)
         self._n_samples_drawn = 0
+        before = set(vars(self))
         with track_usage() as usage:
             self._fit(adata, labels)
         self.fit_usage = usage
+        # public attributes that fit added under a name `save` does not store; `save` refuses while there are any
+        self._unsaved_state = sorted(k for k in vars(self) if k not in before and not k.startswith("_")
+                                     and not is_fitted_name(k))
         return self
 
     # ----------------------------------------------------------------- sample
@@ -350,12 +368,35 @@ class Generator(ABC):
         return {}
 
     # ----------------------------------------------------------------- persistence
+    def _build_module(self, name: str) -> torch.nn.Module:
+        """An untrained network for the fitted attribute `name` (one of `weight_modules`), on the device it runs on.
+
+        Its shape comes from the parameters and the fitted state outside the networks, so `load` can rebuild it
+        before filling in the saved weights; `_fit` builds its networks with it too, so the two always agree.
+        """
+        raise NotImplementedError(f"{type(self).__name__} lists weight_modules but does not override _build_module")
+
     def _state(self) -> dict[str, Any]:
-        """What `save` stores beyond the parameters; by default every attribute (torch modules included)."""
-        return {k: v for k, v in vars(self).items() if k not in ("_rng",)}
+        """What `save` stores beside the parameters: the fitted state (attributes named with one trailing
+        underscore) and `BASE_FITTED_STATE`; the modules named in `weight_modules` as their weights."""
+        state = {k: v for k, v in vars(self).items() if k in BASE_FITTED_STATE or is_fitted_name(k)}
+        for name in self.weight_modules:
+            module = state.get(name)
+            if module is not None:
+                state[name] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
+        """Restore what `_state` returned, rebuilding the `weight_modules` once the rest of the state is back."""
+        weights = {name: state.pop(name) for name in self.weight_modules if name in state}
         vars(self).update(state)
+        for name, tensors in weights.items():
+            module = None
+            if tensors is not None:
+                module = self._build_module(name)
+                module.load_state_dict(tensors)
+                module.eval()
+            setattr(self, name, module)
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted generator to the folder `path` (created if needed), for `load`.
@@ -363,8 +404,8 @@ class Generator(ABC):
         Parameters
         ----------
         path
-            A folder; it receives ``generator.json`` (name, class, parameters) and ``state.pt`` (the fitted state,
-            torch modules included).
+            A folder; it receives ``generator.json`` (name, class, parameters) and ``state.pt`` (the fitted state:
+            the attributes named with a trailing underscore and what the base class recorded at fit).
 
         Returns
         -------
@@ -374,16 +415,30 @@ class Generator(ABC):
         Raises
         ------
         ScldbenchError
-            When the generator is not fitted.
+            When the generator is not fitted, its fit set attributes that are not named as fitted state (they
+            would be lost), or a parameter cannot be written as JSON.
         """
         if not self.is_fitted:
             raise ScldbenchError(f"generator {self.name!r} is not fitted; nothing to save")
+        if self._unsaved_state:
+            name = self._unsaved_state[0]
+            raise ScldbenchError(
+                f"generator {self.name!r} keeps fitted state in {name!r}, which save() does not store; name fitted "
+                f"state with a trailing underscore ({name + '_'!r})"
+            )
+        params = self.get_params()
+        for key, value in params.items():
+            if not _jsonable(value):
+                raise ScldbenchError(
+                    f"generator {self.name!r}: parameter {key}={value!r} cannot be saved as JSON; pass plain numbers, "
+                    "strings, lists or None"
+                )
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {
             "name": self.name,
             "class": f"{type(self).__module__}:{type(self).__qualname__}",
-            "params": {k: v for k, v in self.get_params().items() if _jsonable(v)},
+            "params": params,
         }
         torch.save(self._state(), path / _STATE_FILE)
         (path / _META_FILE).write_text(json.dumps(meta, indent=2))
@@ -414,7 +469,8 @@ class Generator(ABC):
         ------
         ScldbenchError
             When the folder holds no saved generator, names a generator that is not registered, or its state asks
-            for anything a saved generator never needs.
+            for anything a saved generator never needs or holds anything but fitted state (e.g. a folder saved in
+            an older format).
 
         Examples
         --------
@@ -459,7 +515,12 @@ class Generator(ABC):
         state = _safe_torch_load(path / _STATE_FILE, klass, obj.device)
         if not isinstance(state, dict):
             raise ScldbenchError(f"{path / _STATE_FILE} holds no generator state; save the generator again")
-        state.pop("device_name", None)
+        stray = sorted(str(k) for k in state if k not in BASE_FITTED_STATE and not is_fitted_name(str(k)))
+        if stray:
+            raise ScldbenchError(
+                f"{path / _STATE_FILE} holds {stray[0]!r}, which is not fitted state (a folder saved by an older "
+                "version?); fit and save the generator again"
+            )
         obj._set_state(state)
         obj._rng = np.random.default_rng(obj.seed)
         return obj

@@ -321,7 +321,7 @@ def _fit_sample_score(
         checks = generator.diagnose(
             prepared.holdout, prepared.test, protocol="scgan-v1", seed=job.seed, n_trees=settings.n_trees
         )
-        diagnostics = getattr(generator, "diagnostics", None)
+        diagnostics = getattr(generator, "diagnostics_", None)
         record["diagnostics"] = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
 
 

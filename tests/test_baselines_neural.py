@@ -123,7 +123,7 @@ def test_cscgan_profiles_depend_on_the_cluster(models):
 
 
 def test_vae_proportions_depend_on_the_cluster(models):
-    module = models["vae"].model.eval()
+    module = models["vae"].module_.eval()
     z = torch.randn(30, module.to_latent.out_features // 2)
     with torch.no_grad():
         a = module.proportions(z, torch.zeros(30, dtype=torch.long))
@@ -139,15 +139,15 @@ def test_activa_keeps_cells_its_classifier_assigns_to_the_request(models):
     common = cats[np.argsort(-np.bincount(probs.argmax(axis=1), minlength=cats.size))[:2]]
     wanted = np.repeat(common, 6)
     logged = model._by_assignment(wanted)
-    assigned = cats[model.classifier(torch.as_tensor(logged)).argmax(dim=1).numpy()]
-    assert model.fallback_cells == 0
+    assigned = cats[model.classifier_(torch.as_tensor(logged)).argmax(dim=1).numpy()]
+    assert model.fallback_cells_ == 0
     np.testing.assert_array_equal(assigned, wanted)
 
 
 def test_activa_classifier_learns_the_training_labels(models, small):
     model: Activa = models["activa"]
     x = torch.as_tensor(scale_counts(small.X.toarray()))
-    predicted = np.asarray(model.label_categories)[model.classifier(x).argmax(dim=1).numpy()]
+    predicted = np.asarray(model.label_categories)[model.classifier_(x).argmax(dim=1).numpy()]
     assert (predicted == small.obs["cluster"].astype(str).to_numpy()).mean() > 0.6
 
 
@@ -160,10 +160,10 @@ def test_activa_warm_up_reconstructs_cells_apart(small):
     model = Activa(epochs=30, warmup_epochs=30, latent_dim=8, encoder_layers=[64, 32], classifier_layers=[32, 16],
                    classifier_epochs=5, batch_size=32, seed=0, device="cpu").fit(small, labels_key="cluster")
     x = torch.as_tensor(scale_counts(small.X.toarray()))
-    model.encoder.eval()
-    model.decoder.eval()
+    model.encoder_.eval()
+    model.decoder_.eval()
     with torch.no_grad():
-        recon = model.decoder(model.encoder(x)[0])
+        recon = model.decoder_(model.encoder_(x)[0])
     assert (recon.std(dim=0).mean() / x.std(dim=0).mean()).item() > 0.25
 
 
@@ -207,7 +207,7 @@ def test_gan_output_layer_gives_every_cell_the_fixed_total():
 
 def test_gan_critic_sees_normalised_counts_as_in_the_paper(models):
     """The paper's critic reads counts normalised to 20,000 (no log); the generator must emit that scale."""
-    gen = models["scgan"].gen.eval()
+    gen = models["scgan"].generator_.eval()
     with torch.no_grad():
         cells = gen(torch.randn(6, models["scgan"].latent_dim))
     np.testing.assert_allclose(cells.sum(dim=1).numpy(), 20_000.0, rtol=1e-3)

@@ -83,7 +83,7 @@ def test_seeded_and_saved_models_repeat_exactly(scanvi, small, tmp_path) -> None
     np.testing.assert_array_equal(scanvi.sample(10, seed=4).X, loaded.sample(10, seed=4).X)
     # the network is stored as plain tensors, rebuilt on load: no scvi-tools object is pickled
     state = torch.load(tmp_path / "m" / "state.pt", weights_only=False)
-    assert all(isinstance(v, torch.Tensor) for v in state["module_state_"].values())
+    assert all(isinstance(v, torch.Tensor) for v in state["module_"].values())
     assert not any(type(v).__module__.startswith("scvi") for v in state.values())
 
 

@@ -78,6 +78,14 @@ def test_a_state_naming_a_function_of_an_allowed_package_is_refused(saved, tmp_p
         Generator.load(path)
 
 
+def test_a_state_holding_more_than_fitted_state_is_refused(saved):
+    _, path = saved
+    state = torch.load(path / "state.pt", weights_only=False)
+    torch.save(state | {"method": "moments"}, path / "state.pt")  # a parameter: those come from generator.json
+    with pytest.raises(ScldbenchError, match="holds 'method', which is not fitted state.*save the generator again"):
+        Generator.load(path)
+
+
 def test_a_truncated_state_is_one_line(saved):
     _, path = saved
     data = (path / "state.pt").read_bytes()

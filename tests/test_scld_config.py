@@ -85,7 +85,7 @@ def test_saved_state_is_the_fitted_state_not_the_configuration(tmp_path):
     state = torch.load(tmp_path / "m" / "state.pt", weights_only=False)
     fitted = {k for k in state if k.endswith("_") and not k.startswith("_")}
     assert fitted == {"clusters_", "autoencoder_", "count_model_", "diffusion_", "calibration_", "scorer_",
-                      "marginals_"}
+                      "marginals_", "diagnostics_"}
     assert "config" not in state and "preset" not in state
     loaded = SCLD.load(tmp_path / "m")
     assert loaded.config == model.config

@@ -71,9 +71,9 @@ def test_output_contract_and_diagnostics(model: SCLD, data):
     assert np.all(out.X >= 0) and np.all(np.isfinite(out.X))
     assert np.allclose(out.X, np.round(out.X))
     for key in ("ae_loss", "ae_seconds", "diffusion_steps_per_s", "scorer_train_accuracy", "fit_seconds"):
-        assert key in model.diagnostics
+        assert key in model.diagnostics_
     ceiling = model.autoencoder_ceiling(data.test, data.holdout, n_trees=50)
-    assert 0.0 <= ceiling["rf_auc"] <= 1.0 and model.diagnostics["ae_ceiling"] == ceiling
+    assert 0.0 <= ceiling["rf_auc"] <= 1.0 and model.diagnostics_["ae_ceiling"] == ceiling
 
 
 def test_generated_depth_follows_each_clusters_depth(model: SCLD, data):
@@ -201,7 +201,7 @@ def test_latent_spread_widens_samples_at_the_configured_guidance_only(model: SCL
 
 def test_fitted_spread_gives_fresh_draws_the_training_cells_within_cluster_variance(model: SCLD, data):
 
-    factor = model.diagnostics["latent_spread"]
+    factor = model.diagnostics_["latent_spread"]
     assert 0.5 < factor < 2.0 and factor != 1.0
     ref = data.train.obs[data.labels_key].astype(str).values
     cluster = torch.as_tensor(model._cluster_index(data.train))

@@ -52,6 +52,7 @@ class CFGen(Generator):
     description = "CFGen-style latent flow matching on an NB count autoencoder (label + size-factor conditioning)"
     conditional = True
     supports_guidance = True
+    weight_modules = ("autoencoder_", "velocity_")
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class CFGen(Generator):
         self.ode_solver = ode_solver
         self.ode_steps = _positive("ode_steps", ode_steps)
         self.sample_batch_size = _positive("sample_batch_size", sample_batch_size)
-        self.diagnostics: dict[str, Any] = {}
+        self.diagnostics_: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- fit
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
@@ -126,15 +127,15 @@ class CFGen(Generator):
         fit_idx, val_idx = validation_split(cluster_of, self.ae_validation, self._rng, _MIN_VALIDATION_CELLS)
         if fit_idx.size % self.ae_batch_size == 1 and fit_idx.size > 1:
             fit_idx = fit_idx[:-1]  # a last batch of one cell cannot pass batch norm
-        self.autoencoder_ = CountAutoencoder(adata.n_vars, self.encoder_layers, self.latent_dim).to(device)
+        self.autoencoder_ = self._build_module("autoencoder_")
         init_cells = fit_idx if fit_idx.size <= _DISPERSION_INIT_CELLS else np.sort(
             self._rng.choice(fit_idx, size=_DISPERSION_INIT_CELLS, replace=False))
         with torch.no_grad():
             init = moment_log_theta(data(init_cells).cpu().numpy(), None, 1)[0]
             self.autoencoder_.log_theta.copy_(torch.as_tensor(init, device=device))
-        self.diagnostics = {"n_train": int(adata.n_obs), "n_genes": int(adata.n_vars),
+        self.diagnostics_ = {"n_train": int(adata.n_obs), "n_genes": int(adata.n_vars),
                             "ae_validation_cells": int(val_idx.size)}
-        self.diagnostics |= train_autoencoder(
+        self.diagnostics_ |= train_autoencoder(
             self.autoencoder_, data, self.ae_epochs, self.ae_lr, self.ae_batch_size, self.ae_weight_decay,
             self._rng, False, log.info, train_idx=fit_idx, val_idx=val_idx,
         )
@@ -146,16 +147,21 @@ class CFGen(Generator):
         self.log_size_stats_ = (float(log_lib.mean()), float(max(log_lib.std(), 1e-3)))
         y = (torch.as_tensor(cluster_of, dtype=torch.long, device=device) if labels is not None
              else torch.zeros(adata.n_obs, dtype=torch.long, device=device))
-        self.velocity_ = VelocityField(
-            self.latent_dim, n_classes, hidden=self.flow_hidden, n_blocks=self.flow_blocks,
-            embedding_dim=self.embedding_dim, dropout=self.flow_dropout, condition_on_size=self.condition_on_size,
-        ).to(device)
-        self.diagnostics |= train_flow(
+        self.velocity_ = self._build_module("velocity_")
+        self.diagnostics_ |= train_flow(
             self.velocity_, self.scaler_.to_diffusion(latents), y, self._standard_log_size(library),
             epochs=self.flow_epochs, batch_size=self.flow_batch_size, lr=self.flow_lr,
             weight_decay=self.flow_weight_decay, label_dropout=self.label_dropout if n_classes else 0.0,
             grad_clip=self.grad_clip, rng=self._rng, log=log.info,
         )
+
+    def _build_module(self, name: str) -> torch.nn.Module:
+        if name == "autoencoder_":
+            return CountAutoencoder(self.n_genes, self.encoder_layers, self.latent_dim).to(self.device)
+        return VelocityField(
+            self.latent_dim, len(self.label_categories), hidden=self.flow_hidden, n_blocks=self.flow_blocks,
+            embedding_dim=self.embedding_dim, dropout=self.flow_dropout, condition_on_size=self.condition_on_size,
+        ).to(self.device)
 
     @torch.no_grad()
     def _encode(self, data: CountData) -> torch.Tensor:

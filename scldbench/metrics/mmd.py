@@ -12,7 +12,7 @@ from scldbench.threads import thread_budget
 #: kernel entries per block: small enough to stay in reused heap memory, large enough for BLAS
 _BLOCK_ENTRIES = 2**21
 #: up to this many pairs the sums run in float64; beyond it in float32, whose rounding errors average out over
-#: the many pairs (float64 exp costs ~15x float32 exp on common CPUs)
+#: the many pairs, and float64 exp costs many times float32 exp (docs/decisions/scale.md has the timings)
 _FLOAT64_PAIRS = 4_000_000
 #: widths whose ratio to the widest is 2**p, p up to this, come from the widest kernel by repeated squaring
 _MAX_SQUARINGS = 8

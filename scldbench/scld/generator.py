@@ -41,7 +41,9 @@ class SCLD(Generator):
         As for every generator.
 
     Fitted state (after ``fit``): ``clusters_``, ``autoencoder_``, ``count_model_``, ``diffusion_``,
-    ``calibration_``, ``scorer_`` and ``marginals_``; ``diagnostics`` holds the fit's figures.
+    ``calibration_``, ``scorer_`` and ``marginals_``; ``diagnostics_`` holds the fit's figures. `save` stores
+    these whole (through the safe loader's allow-list: the networks sit inside fitted dataclasses); the
+    configuration comes back from the parameters.
     """
 
     name = "scld"
@@ -55,7 +57,7 @@ class SCLD(Generator):
         super().__init__(seed=seed, device=device)
         self.preset = preset
         self.config = SCLDConfig.preset(preset, **options)
-        self.diagnostics: dict[str, Any] = {}
+        self.diagnostics_: dict[str, Any] = {}
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:
@@ -69,8 +71,8 @@ class SCLD(Generator):
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
         cfg, rng, amp = self.config, self._rng, self.config.runtime.mixed_precision
         cells = self._training_cells(adata, labels)
-        self.diagnostics = {"device": str(self.device), "n_train": int(adata.n_obs), "n_genes": int(adata.n_vars)}
-        fit = stages.FitFigures(self.diagnostics)
+        self.diagnostics_ = {"device": str(self.device), "n_train": int(adata.n_obs), "n_genes": int(adata.n_vars)}
+        fit = stages.FitFigures(self.diagnostics_)
         # 1-2: autoencoder, then the count model around its reconstructions
         self.autoencoder_ = fit(stages.fit_autoencoder(cells, cfg.autoencoder, amp, rng))
         self.count_model_ = fit(stages.fit_count_model(cells, self.autoencoder_, cfg.counts, amp, rng))
@@ -85,7 +87,7 @@ class SCLD(Generator):
         """Stages 4-6, from the model's own draws: latent calibration, scorer, marginal map. `latents` are the
         training cells' in the diffusion's space."""
         cfg, rng, w = self.config, self._rng, self.config.sampling.guidance
-        fit = stages.FitFigures(self.diagnostics)
+        fit = stages.FitFigures(self.diagnostics_)
         # 4-5: a draw for the training cells' own clusters calibrates the latents and trains the scorer
         self.calibration_ = LatentCalibration(None, stages.fixed_spread(cfg.calibration))
         self.scorer_: Scorer | None = None
@@ -238,12 +240,6 @@ class SCLD(Generator):
                 out[part] = map_counts(x, int(k), marginals.source, marginals.target).cpu().numpy()
         return out
 
-    # ----------------------------------------------------------------- persistence
-    def _state(self) -> dict[str, Any]:
-        """The fitted state (attributes ending in `_`), the diagnostics and what the base class keeps; the config
-        comes back from the parameters `save` writes beside it."""
-        return {k: v for k, v in super()._state().items() if k not in ("config", "preset")}
-
     # ----------------------------------------------------------------- diagnostics
     @torch.no_grad()
     def reconstruct(self, adata: ad.AnnData, seed: int = 0) -> np.ndarray:
@@ -299,6 +295,6 @@ class SCLD(Generator):
 
         recon = self.reconstruct(reference_adata, seed=seed)
         scores = get_protocol(protocol).evaluate(test_adata[:, self.var_names].X, recon, seed=seed, n_trees=n_trees)
-        self.diagnostics["ae_ceiling"] = scores
+        self.diagnostics_["ae_ceiling"] = scores
         return scores
 

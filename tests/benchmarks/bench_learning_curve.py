@@ -120,7 +120,7 @@ def main() -> None:
             scores |= manifold_metrics(test_e, gen_e, k=5)
             row = {args.param: as_budget(budget), "seed": seed, **scores, "fit_seconds": fit_s,
                    "within_target": fit_s <= args.target_seconds, "params": params}
-            diagnostics = getattr(model, "diagnostics", None)
+            diagnostics = getattr(model, "diagnostics_", None)
             if isinstance(diagnostics, dict):
                 row["diagnostics"] = diagnostics
             results["rows"].append(row)

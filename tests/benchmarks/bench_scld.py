@@ -117,7 +117,7 @@ def main() -> None:
         start = time.perf_counter()
         model.fit(data.train, labels_key=data.labels_key)
         fit_s = time.perf_counter() - start
-        d = model.diagnostics
+        d = model.diagnostics_
         print(
             f"scld seed {seed}: fit {fit_s:.1f}s on {d['device']}; autoencoder {d['ae_seconds']:.1f}s "
             f"({d['ae_steps_per_s']:.1f} steps/s), diffusion {d['diffusion_seconds']:.1f}s "

@@ -67,7 +67,7 @@ def main() -> None:
         cpu_start = time.process_time()
         model.fit(data.train, labels_key=data.labels_key)
         cpu_fit = time.process_time() - cpu_start
-        d = dict(model.diagnostics)
+        d = dict(model.diagnostics_)
         training = {k: round(d[k], 1) for k in TRAINING}
         cpu_training = cpu_fit * sum(training.values()) / d["fit_seconds"]
         print(f"seed {seed}: training stages {training} (diffusion {d['diffusion_steps_per_s']:.1f} steps/s); "
@@ -80,10 +80,10 @@ def main() -> None:
         for i, variant in enumerate(args.variants):
             if i:
                 model.config = model.config.replace(**VARIANTS[variant])
-                model.diagnostics = {}
+                model.diagnostics_ = {}
                 cpu_start, wall_start = time.process_time(), time.perf_counter()
                 model._calibrate(cells, latents)
-                d = model.diagnostics
+                d = model.diagnostics_
                 d["fit_seconds"] = time.perf_counter() - wall_start
                 cpu_fit = time.process_time() - cpu_start + cpu_training
             stages = {k: round(d.get(k, 0.0), 1) for k in CALIBRATING}

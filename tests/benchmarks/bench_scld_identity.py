@@ -84,7 +84,7 @@ def run(name: str, settings: dict[str, Any], data: Any) -> dict[str, np.ndarray 
         model.save(folder)
         loaded = type(model).load(folder)
         out["loaded"] = loaded.sample(n_test, labels=asked, seed=11).X
-    out["diagnostics"] = json.dumps(stable(model.diagnostics), sort_keys=True, default=float)
+    out["diagnostics"] = json.dumps(stable(model.diagnostics_), sort_keys=True, default=float)
     return out
 
 

@@ -116,7 +116,7 @@ def main() -> None:
     model = SCLD(**config, seed=args.seed, device=str(device))
     with track_usage() as fit_usage:
         model.fit(adata, labels_key=labels_key)
-    d = model.diagnostics
+    d = model.diagnostics_
     stages = {
         "autoencoder": d["ae_seconds"],
         "dispersion": d.get("dispersion_seconds", 0.0),

@@ -83,7 +83,7 @@ def bench_scld(args: argparse.Namespace) -> None:
     prepared = prepare(adata, suite.prepare_settings({"labels_key": spec.labels_key, "n_clusters": spec.n_clusters}))
     model = get_generator("scld").create(seed=args.seed, device="cpu", **suite.params.get("scld", {}))
     _, wall, cpu = timed(lambda: model.fit(prepared.train, prepared.labels_key))
-    stages = {k: v for k, v in model.diagnostics.items() if k.endswith("_seconds")}
+    stages = {k: v for k, v in model.diagnostics_.items() if k.endswith("_seconds")}
     report("scld", wall, cpu, f"{prepared.train.n_obs} cells; " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
 
 

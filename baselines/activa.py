@@ -36,6 +36,7 @@ from scldbench.baselines._torch_common import (
 )
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
+from scldbench.optim import adam
 
 
 class GaussianEncoder(nn.Module):
@@ -164,7 +165,7 @@ class Activa(Generator):
 
     def _train_classifier(self, data: torch.Tensor, y: torch.Tensor) -> None:
         assert self.classifier_ is not None
-        opt = torch.optim.Adam(self.classifier_.parameters(), lr=self.classifier_lr, weight_decay=1e-4)
+        opt = adam(self.classifier_.parameters(), lr=self.classifier_lr, weight_decay=1e-4)
         self.classifier_.train()
         for _ in range(self.classifier_epochs):
             for idx in epoch_batches(data.shape[0], batch_size_for(data.shape[0], self.batch_size), data.device):
@@ -176,8 +177,8 @@ class Activa(Generator):
         self.classifier_.requires_grad_(False)
 
     def _train_introvae(self, data: torch.Tensor, y: torch.Tensor | None) -> list[tuple[int, float, float]]:
-        opt_e = torch.optim.Adam(self.encoder_.parameters(), lr=self.lr)
-        opt_d = torch.optim.Adam(self.decoder_.parameters(), lr=self.lr)
+        opt_e = adam(self.encoder_.parameters(), lr=self.lr)
+        opt_d = adam(self.decoder_.parameters(), lr=self.lr)
         history: list[tuple[int, float, float]] = []
         bs = batch_size_for(data.shape[0], self.batch_size)
         for epoch in range(self.epochs):

@@ -35,6 +35,7 @@ from scldbench.baselines._torch_common import (
 )
 from scldbench.counts.torch import normalise_total
 from scldbench.generator import Generator
+from scldbench.optim import adam
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -183,7 +184,7 @@ class ScGAN(Generator):
         return module.to(self.device)
 
     def _optimiser(self, module: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-        opt = torch.optim.Adam(module.parameters(), lr=self.lr, betas=(0.5, 0.9), amsgrad=True)
+        opt = adam(module.parameters(), lr=self.lr, betas=(0.5, 0.9), amsgrad=True)
         return opt, exponential_decay(opt, self.lr_decay, self.lr_decay_steps)
 
     def _train(self, data: torch.Tensor, y_all: torch.Tensor | None) -> list[tuple[int, float, float]]:

@@ -31,6 +31,7 @@ from scldbench.counts.numpy import moment_log_theta
 from scldbench.counts.torch import nb_log_prob, sample_nb
 from scldbench.errors import ScldbenchError
 from scldbench.generator import Generator
+from scldbench.optim import adam
 
 DISPERSIONS = ("gene", "gene-cluster")
 
@@ -143,7 +144,7 @@ class CountVAE(Generator):
                               self.dispersion == "gene-cluster").to(self.device)
 
     def _train(self, counts: torch.Tensor, y: torch.Tensor | None) -> list[tuple[int, float]]:
-        opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         bs = batch_size_for(counts.shape[0], self.batch_size)
         history: list[tuple[int, float]] = []
         self.module_.train()

@@ -19,6 +19,7 @@ from scldbench.metrics.gene_correlation import correlation_agreement, log_expres
 from scldbench.metrics.mmd import RBF_GAMMAS, mmd_rbf
 from scldbench.metrics.ot import wasserstein1, wasserstein2
 from scldbench.protocols import HVG_SETTINGS, fit_hvg_space, get_protocol, highly_variable_genes
+from scldbench.record import JobRecord
 from tests.test_metrics_extra import clustered_counts
 
 
@@ -253,7 +254,7 @@ def test_a_rerun_with_a_new_protocol_scores_the_stored_sample_without_refitting(
     from scldbench.runner import RunRequest, run_suite
     from scldbench.suite import parse_suite
 
-    def run(protocols: str) -> dict:
+    def run(protocols: str) -> JobRecord:
         import tomllib
 
         suite = parse_suite(tomllib.loads(SUITE.format(protocols=protocols)), "test")
@@ -264,22 +265,22 @@ def test_a_rerun_with_a_new_protocol_scores_the_stored_sample_without_refitting(
     CountingNB.fits = CountingNB.samples = 0
     try:
         first = run('protocol = "scgan-v1"')
-        assert first["status"] == "ok" and list(first["scores"]) == ["scgan-v1"]
+        assert first.status == "ok" and list(first.scores) == ["scgan-v1"]
         assert (CountingNB.fits, CountingNB.samples) == (1, 1)
         second = run('protocols = ["scgan-v1", "hvg-pca30-v1"]')
     finally:
         registry.unregister("counting")
     assert (CountingNB.fits, CountingNB.samples) == (1, 1)  # nothing refitted, nothing resampled
-    assert second["reused"] and second["job_id"] == first["job_id"] and second["status"] == "ok"
-    assert json.dumps(second["scores"]["scgan-v1"], sort_keys=True) == json.dumps(first["scores"]["scgan-v1"],
-                                                                                  sort_keys=True)
-    hvg = second["scores"]["hvg-pca30-v1"]
-    assert hvg["status"] == "ok" and hvg["settings"]["n_components"] == 30
+    assert second.reused and second.job_id == first.job_id and second.status == "ok"
+    assert json.dumps(second.scores["scgan-v1"].to_json(), sort_keys=True) == json.dumps(
+        first.scores["scgan-v1"].to_json(), sort_keys=True)
+    hvg = second.scores["hvg-pca30-v1"]
+    assert hvg.status == "ok" and hvg.settings["n_components"] == 30
     assert {"w1", "w2", "mmd_rbf", "energy_distance", "cluster_w1_mean", "de_overlap", "de_overlap_reference",
-            "gene_corr", "gene_corr_reference"} <= set(hvg["metrics"])
+            "gene_corr", "gene_corr_reference"} <= set(hvg.metrics)
     # the sample holds as many cells of each cluster as the real test set
-    sizes = {k: v["n_generated"] for k, v in hvg["per_cluster"].items()}
-    assert all(v["n_real"] == v["n_generated"] for v in hvg["per_cluster"].values()) and sum(sizes.values()) == 140
+    sizes = {k: v["n_generated"] for k, v in hvg.per_cluster.items()}
+    assert all(v["n_real"] == v["n_generated"] for v in hvg.per_cluster.values()) and sum(sizes.values()) == 140
 
 
 def test_unconditional_samples_get_whole_data_values_only(pbmc_prepared):
@@ -289,9 +290,9 @@ def test_unconditional_samples_get_whole_data_values_only(pbmc_prepared):
     p = pbmc_prepared
     cells = ad.AnnData(X=p.holdout.X.copy(), var=pd.DataFrame(index=p.holdout.var_names))
     scores = score_sample(ScoringContext(p), cells, ["hvg-pca30-v1"], EvaluateSettings(), seed=0)["hvg-pca30-v1"]
-    assert scores["status"] == "ok" and scores["per_cluster"] == {}
-    assert {"w1", "w2", "mmd_rbf", "energy_distance", "gene_corr_all"} <= set(scores["metrics"])
-    assert not any(k.startswith("cluster_") or k.startswith("de_") for k in scores["metrics"])
+    assert scores.status == "ok" and scores.per_cluster == {}
+    assert {"w1", "w2", "mmd_rbf", "energy_distance", "gene_corr_all"} <= set(scores.metrics)
+    assert not any(k.startswith("cluster_") or k.startswith("de_") for k in scores.metrics)
 
 
 # ---------------------------------------------------------------- catalogue and its page

@@ -224,7 +224,7 @@ def test_records_written_before_the_scores_layout_are_read() -> None:
     legacy = {"job_id": "j", "key": "k", "label": "nb", "generator": "nb", "seed": 0, "status": "ok",
               "dataset": "pbmc68k-mini", "fingerprint": SPLIT_11, "protocol": "scgan-v1", "evaluate": {"n_trees": 50},
               "metrics": {"rf_auc": 0.7, "mmd": None}, "per_cluster": {"0": {"rf_auc": 0.8}}}
-    (board,) = leaderboard([legacy])
+    (board,) = leaderboard([JobRecord.from_json(legacy)])
     assert board.protocol == "scgan-v1" and board.settings == {"n_trees": 50}
     assert board.row("nb").mean("rf_auc") == 0.7 and "mmd" not in board.metrics
 

@@ -20,6 +20,8 @@ from scldbench.errors import ScldbenchError
 
 #: field metadata: the key is written only when it holds a value (or was read from the stored record)
 OPTIONAL = "optional"
+#: field metadata of an optional field: written whenever the named field is (the two are measured together)
+WRITTEN_WITH = "written_with"
 #: field metadata: the field is set by readers and never stored
 NOT_STORED = "not_stored"
 
@@ -30,8 +32,8 @@ class DamagedRecord(ScldbenchError):
     """A stored job record that cannot be read as one (a field missing or of the wrong type)."""
 
 
-def _optional(default: Any = None) -> Any:
-    return field(default=default, metadata={OPTIONAL: True})
+def _optional(default: Any = None, *, with_field: str | None = None) -> Any:
+    return field(default=default, metadata={OPTIONAL: True, WRITTEN_WITH: with_field})
 
 
 @dataclass(kw_only=True)
@@ -122,10 +124,8 @@ class JobRecord:
         Fingerprint of the prepared data (data, labels, split, preparation settings).
     error
         One line on why the job failed (a failed protocol: ``"protocol <name>: <error>"``), else None.
-    started_at, finished_at
-        UTC times, ISO 8601, to the second.
-    seconds
-        Wall-clock seconds of the whole job.
+    started_at
+        UTC time the job started, ISO 8601, to the second.
     versions
         Package -> version of the libraries the job ran with.
     device
@@ -136,8 +136,6 @@ class JobRecord:
         Protocol name -> its `ProtocolScores` of the job's one sample.
     execution
         How the job ran: {"executor", "workers", "threads"}.
-    traceback
-        The traceback of a failed job.
     params_resolved
         The generator's full parameters (its defaults under the suite's params) as it ran.
     fit_peak_rss_mb, fit_peak_rss_delta_mb, fit_peak_gpu_mb, sample_peak_rss_mb
@@ -150,6 +148,12 @@ class JobRecord:
         Points {cluster, guidance, n, on_target} of a guidance sweep, when the suite asked for one.
     diagnostics
         The generator's own diagnostics and checks against held-out cells.
+    traceback
+        The traceback of a failed job.
+    seconds
+        Wall-clock seconds of the whole job.
+    finished_at
+        UTC time the job finished, ISO 8601, to the second.
     reused
         True when a rerun took the record from an earlier run (stored only then).
     run
@@ -172,25 +176,25 @@ class JobRecord:
     fingerprint: str | None = None
     status: str
     error: str | None = None
-    traceback: str | None = _optional()
     started_at: str | None = None
-    finished_at: str | None = None
-    seconds: float | None = None
     versions: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
-    params_resolved: dict[str, Any] | None = _optional()
     fit_seconds: float | None = None
-    fit_peak_rss_mb: float | None = _optional()
-    fit_peak_rss_delta_mb: float | None = _optional()
-    fit_peak_gpu_mb: float | None = _optional()
     sample_seconds: float | None = None
+    scores: dict[str, ProtocolScores] = field(default_factory=dict)
+    execution: dict[str, Any] | None = None
+    params_resolved: dict[str, Any] | None = _optional()
+    fit_peak_rss_mb: float | None = _optional()
+    fit_peak_rss_delta_mb: float | None = _optional(with_field="fit_peak_rss_mb")
+    fit_peak_gpu_mb: float | None = _optional(with_field="fit_peak_rss_mb")
+    output_warnings: list[str] | None = _optional()
     sample_peak_rss_mb: float | None = _optional()
     n_generated: int | None = _optional()
-    output_warnings: list[str] | None = _optional()
-    scores: dict[str, ProtocolScores] = field(default_factory=dict)
     guidance_sweep: list[dict[str, Any]] | None = _optional()
     diagnostics: dict[str, Any] | None = _optional()
-    execution: dict[str, Any] | None = None
+    traceback: str | None = _optional()
+    seconds: float | None = None
+    finished_at: str | None = None
     reused: bool = _optional(False)
     run: str | None = field(default=None, compare=False, metadata={NOT_STORED: True})
     extra: dict[str, Any] = field(default_factory=dict)
@@ -290,11 +294,14 @@ def _default(f: dataclasses.Field) -> Any:
 
 def _written(obj: Any) -> set[str]:
     """The keys `obj.to_json` writes: those the stored object had, every non-optional field of an object built in
-    code, and any field holding other than its default."""
+    code (and the optional ones written with a field it writes), and any field holding other than its default."""
     keys = obj._keys
-    out = set()
+    out: set[str] = set()
     for f in _stored_fields(type(obj)):
-        present = f.name in keys if keys is not None else not f.metadata.get(OPTIONAL)
+        if keys is not None:
+            present = f.name in keys
+        else:
+            present = not f.metadata.get(OPTIONAL) or f.metadata.get(WRITTEN_WITH) in out
         if present or getattr(obj, f.name) != _default(f):
             out.add(f.name)
     return out

@@ -3,7 +3,7 @@
 `JobRecord` declares every key of the record once, with its type; `ProtocolScores` is one protocol's entry of
 `record.scores`. `JobRecord.from_json` checks a stored object and raises `DamagedRecord` (one line naming the
 field) when it cannot be a record; `to_json` gives the stored shape back. Keys this version does not know are
-kept in `extra` and written back, so a record written by a newer version survives a rescore by an older one.
+kept in `extra` and written back, so rewriting a record never drops what another version put in it.
 """
 
 from __future__ import annotations

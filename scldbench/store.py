@@ -2,7 +2,8 @@
 
 A run folder belongs to one prepared dataset (its fingerprint, in `run.json`). Records made on other data are
 moved to `jobs/superseded/` when a new run starts there, and readers skip them. A damaged record (not JSON, not
-an object, a field missing) is skipped with a one-line warning naming the file; a rerun computes its job again.
+an object, a field missing or of the wrong type: `JobRecord.from_json`) is skipped with a one-line warning naming
+the file; a rerun computes its job again.
 Two processes may run into one folder: every write goes through a unique temporary name, and a job is computed
 only by the process holding its claim (`claims/<job_id>.lock`, created with O_CREAT | O_EXCL).
 """

@@ -85,7 +85,12 @@ class ProtocolScores:
     @classmethod
     def from_json(cls, data: Any, where: str = "scores entry") -> ProtocolScores:
         """An entry from its stored object; DamagedRecord when it is not an object or a field has the wrong type."""
-        return _from_json(cls, data, where)
+        if not isinstance(data, dict):
+            raise DamagedRecord(f"{where} is a {type(data).__name__}, not an object")
+        try:
+            return _from_json(cls, data)
+        except DamagedRecord as exc:
+            raise DamagedRecord(f"{where}: {exc}") from None
 
 
 @dataclass(kw_only=True)
@@ -260,7 +265,7 @@ class JobRecord:
         if isinstance(scores, dict):
             data["scores"] = {str(name): ProtocolScores.from_json(entry, f"scores[{name!r}]")
                               for name, entry in scores.items()}
-        record = _from_json(cls, data, where)
+        record = _from_json(cls, data)
         if record.ok and not isinstance(scores, dict) and not isinstance(record.extra.get("metrics"), dict):
             raise DamagedRecord("an ok record without scores")
         return record
@@ -313,9 +318,7 @@ def _to_json(obj: Any) -> dict[str, Any]:
     return out | {k: v for k, v in obj.extra.items() if k not in out}
 
 
-def _from_json(cls: type[T], data: Any, where: str) -> T:
-    if not isinstance(data, dict):
-        raise DamagedRecord(f"{where} is a {type(data).__name__}, not an object")
+def _from_json(cls: type[T], data: dict[str, Any]) -> T:
     hints = _hints(cls)
     values: dict[str, Any] = {}
     for f in _stored_fields(cls):

@@ -92,7 +92,7 @@ def test_a_record_built_in_code_writes_the_keys_every_record_has_and_optional_on
     ({"status": None}, "field 'status' is None, not a str"),
     ({"fit_seconds": "fast"}, "field 'fit_seconds' is 'fast', not a number or null"),
     ({"scores": [1, 2]}, "field 'scores' is [1, 2], not an object"),
-    ({"scores": {"scgan-v1": {"metrics": [0.5]}}}, "field 'metrics' is [0.5], not an object"),
+    ({"scores": {"scgan-v1": {"metrics": [0.5]}}}, "scores['scgan-v1']: field 'metrics' is [0.5], not an object"),
     ({"scores": {"scgan-v1": "0.5"}}, "scores['scgan-v1'] is a str, not an object"),
     ({"drop": "scores"}, "an ok record without scores"),
 ])

@@ -310,15 +310,15 @@ def test_every_metric_a_protocol_records_is_declared_in_the_catalogue(pbmc_prepa
     scores = score_sample(ScoringContext(p), sample, ["scgan-v1", "hvg-pca30-v1"],
                           EvaluateSettings(n_trees=10, min_cluster_cells=20, per_cluster=False), seed=0)
     for name, entry in scores.items():
-        assert entry["status"] == "ok", entry["error"]
-        undeclared = [m for m in entry["metrics"] if catalogue.find(m) is None]
+        assert entry.status == "ok", entry.error
+        undeclared = [m for m in entry.metrics if catalogue.find(m) is None]
         assert not undeclared, f"{name} records undeclared metrics {undeclared}"
     # protocol-independent extras are recorded once, under scgan-v1
-    assert "precision" in scores["scgan-v1"]["metrics"] and "precision" not in scores["hvg-pca30-v1"]["metrics"]
+    assert "precision" in scores["scgan-v1"].metrics and "precision" not in scores["hvg-pca30-v1"].metrics
     # the biology block is recorded under both, the same numbers
-    assert scores["scgan-v1"]["metrics"]["de_overlap"] == scores["hvg-pca30-v1"]["metrics"]["de_overlap"]
+    assert scores["scgan-v1"].metrics["de_overlap"] == scores["hvg-pca30-v1"].metrics["de_overlap"]
     # held-out real cells through the metric: the positive control is its own reference
-    hvg = scores["hvg-pca30-v1"]["metrics"]
+    hvg = scores["hvg-pca30-v1"].metrics
     assert hvg["de_overlap"] == pytest.approx(hvg["de_overlap_reference"], abs=0.15)
 
 
@@ -384,8 +384,8 @@ def test_a_failing_protocol_is_recorded_and_the_others_still_score(pbmc_prepared
     cells = ad.AnnData(X=p.holdout.X.copy(), var=pd.DataFrame(index=p.holdout.var_names))
     settings = EvaluateSettings(n_trees=10, per_cluster=False, extra_metrics=False)
     scores = score_sample(ScoringContext(p), cells, ["scgan-v1", "hvg-pca30-v1"], settings, seed=0)
-    assert scores["scgan-v1"]["status"] == "ok" and "rf_auc" in scores["scgan-v1"]["metrics"]
-    assert scores["hvg-pca30-v1"]["status"] == "failed"
+    assert scores["scgan-v1"].status == "ok" and "rf_auc" in scores["scgan-v1"].metrics
+    assert scores["hvg-pca30-v1"].status == "failed"
     assert scores_failed(scores) == "protocol hvg-pca30-v1: RuntimeError: no space"
 
 

@@ -6,6 +6,7 @@ The public Python API:
 - `evaluate`: score generated cells against real cells under a named protocol.
 - `load_suite`, `RunRequest`, `run_suite`: run a suite as `scldbench run` does.
 - `load_results`: every score of a folder of runs as one tidy table.
+- `JobRecord`: one job's record as stored in a run folder (`JobRecord.from_json`, `to_json`).
 - `ScldbenchError`: the error raised for input the user can fix.
 
 `import scldbench` stays light: the names above import their modules (torch, scanpy, ...) on first use.
@@ -30,14 +31,16 @@ _LAZY = {
     "RunRequest": "scldbench.runner",
     "run_suite": "scldbench.runner",
     "load_results": "scldbench.results",
+    "JobRecord": "scldbench.record",
 }
 
-__all__ = ["Generator", "RunRequest", "ScldbenchError", "__version__", "evaluate", "get_generator",
+__all__ = ["Generator", "JobRecord", "RunRequest", "ScldbenchError", "__version__", "evaluate", "get_generator",
            "list_generators", "load_results", "load_suite", "run_suite"]
 
 if TYPE_CHECKING:
     from scldbench.compare import evaluate
     from scldbench.generator import Generator
+    from scldbench.record import JobRecord
     from scldbench.registry import get_generator, list_generators
     from scldbench.results import load_results
     from scldbench.runner import RunRequest, run_suite

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -30,6 +30,9 @@ from scldbench.errors import (
     ScldbenchError,
     Terminated,
 )
+
+if TYPE_CHECKING:
+    from scldbench.record import JobRecord
 
 app = typer.Typer(
     help="Benchmark generators of single-cell RNA-seq data (SCLD and baselines) under a pinned protocol.",
@@ -180,7 +183,7 @@ def _run(suite: str, *, data: str | None, layer: str | None, labels: str | None,
             reporter.close()
     console.print(_results(result.records, result.info, _metric_choice(metrics)))
     console.print(f"records: {result.store.root}")
-    if any(r["status"] != "ok" for r in result.records):
+    if any(not r.ok for r in result.records):
         raise typer.Exit(code=EXIT_JOBS_FAILED)
 
 
@@ -214,7 +217,7 @@ def _metric_choice(metrics: str | None) -> list[str] | None:
     return names or None
 
 
-def _results(records: list[dict[str, Any]], info: dict[str, Any], metrics: list[str] | None = None) -> Any:
+def _results(records: list[JobRecord], info: dict[str, Any], metrics: list[str] | None = None) -> Any:
     from scldbench.report.run_table import results_table
 
     data = info.get("data_info", {})
@@ -304,7 +307,7 @@ def show(
     info = store.read_run()
     records = store.records()
     if as_json:
-        typer.echo(json.dumps([{k: v for k, v in r.items() if k != "traceback"} for r in records], indent=2))
+        typer.echo(json.dumps([{k: v for k, v in r.to_json().items() if k != "traceback"} for r in records], indent=2))
         return
     from scldbench.report.run_table import check_metric_names
 

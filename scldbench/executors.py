@@ -27,6 +27,7 @@ from scldbench.threads import THREAD_ENV_VARS, available_cores, limit_threads, t
 
 if TYPE_CHECKING:
     from scldbench.data.prepare import PreparedData
+    from scldbench.record import JobRecord
     from scldbench.runner import Job
     from scldbench.suite import Suite
 
@@ -124,7 +125,8 @@ def make_executor(execution: Execution) -> SerialExecutor | ProcessExecutor | Ra
 # ---- running one job (in whichever process) ----
 
 
-def run_one(job: Job, prepared: PreparedData, ctx: JobContext, execution: Execution, on_stage: OnStage | None):
+def run_one(job: Job, prepared: PreparedData, ctx: JobContext, execution: Execution,
+            on_stage: OnStage | None) -> JobRecord:
     """Run one job through `runner.run_job` (which writes its record) and return the record."""
     from scldbench.runner import SilentReporter, run_job
     from scldbench.scoring import shared_context
@@ -147,24 +149,23 @@ class _StageReporter:
     def stage(self, job: Job, stage: str) -> None:
         self.on_stage(job, stage)
 
-    def done(self, job: Job, record: dict[str, Any]) -> None:
+    def done(self, job: Job, record: JobRecord) -> None:
         pass
 
 
 def failed_record(job: Job, ctx: JobContext, fingerprint: str, execution: Execution, error: str,
-                  started: float, started_at: str, details: str | None = None) -> dict[str, Any]:
+                  started: float, started_at: str, details: str | None = None) -> JobRecord:
     """The record of a job whose worker never returned one (it died, or the task system lost it)."""
     from scldbench.provenance import versions
+    from scldbench.record import JobRecord
 
-    return {
-        "job_id": job.job_id, "key": job.key, "order": job.order, "suite": ctx.suite.name, **ctx.dataset,
-        "generator": job.generator, "label": job.label, "params": job.params, "seed": job.seed,
-        "fingerprint": fingerprint, "status": "failed", "error": error,
-        "traceback": details, "started_at": started_at,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": time.time() - started,
-        "versions": versions(), "device": None, "fit_seconds": None, "sample_seconds": None, "scores": {},
-        "execution": execution.as_record(),
-    }
+    return JobRecord(
+        job_id=job.job_id, key=job.key, order=job.order, suite=ctx.suite.name, dataset=ctx.dataset.get("dataset"),
+        dataset_note=ctx.dataset.get("dataset_note"), generator=job.generator, label=job.label, params=job.params,
+        seed=job.seed, fingerprint=fingerprint, status="failed", error=error, traceback=details,
+        started_at=started_at, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seconds=time.time() - started, versions=versions(), execution=execution.as_record(),
+    )
 
 
 def _now() -> str:
@@ -196,7 +197,7 @@ class SerialExecutor:
         self.execution = execution
 
     def run(self, jobs: Sequence[Job], prepared: PreparedData, ctx: JobContext,
-            on_stage: OnStage | None = None) -> Iterator[tuple[Job, dict[str, Any]]]:
+            on_stage: OnStage | None = None) -> Iterator[tuple[Job, JobRecord]]:
         for job in jobs:
             if on_stage:
                 on_stage(job, START)
@@ -281,7 +282,7 @@ class ProcessExecutor:
         return _Worker(process, parent)
 
     def run(self, jobs: Sequence[Job], prepared: PreparedData, ctx: JobContext,
-            on_stage: OnStage | None = None) -> Iterator[tuple[Job, dict[str, Any]]]:
+            on_stage: OnStage | None = None) -> Iterator[tuple[Job, JobRecord]]:
         import multiprocessing
         from multiprocessing.connection import wait
 
@@ -335,7 +336,7 @@ class ProcessExecutor:
             w.process.join(timeout=5)
         return None
 
-    def _lost(self, w: _Worker, ctx: JobContext, fingerprint: str) -> dict[str, Any]:
+    def _lost(self, w: _Worker, ctx: JobContext, fingerprint: str) -> JobRecord:
         w.process.join(timeout=5)
         record = failed_record(w.job, ctx, fingerprint, self.execution, death_reason(w.process.exitcode),
                                w.started, w.started_at)
@@ -349,7 +350,7 @@ class ProcessExecutor:
 # ---- ray ----
 
 
-def _ray_job(job: Job, ctx: JobContext, prepared: PreparedData, execution: Execution) -> dict[str, Any]:
+def _ray_job(job: Job, ctx: JobContext, prepared: PreparedData, execution: Execution) -> JobRecord:
     """A Ray task: one job, with the task's CPU share as its thread limit."""
     limit_threads(execution.threads)
     from scldbench import registry
@@ -378,7 +379,7 @@ class RayExecutor:
         return 1.0 if needs or wants else 0.0
 
     def run(self, jobs: Sequence[Job], prepared: PreparedData, ctx: JobContext,
-            on_stage: OnStage | None = None) -> Iterator[tuple[Job, dict[str, Any]]]:
+            on_stage: OnStage | None = None) -> Iterator[tuple[Job, JobRecord]]:
         try:
             import ray
         except ImportError:

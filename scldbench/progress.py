@@ -11,10 +11,13 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from scldbench.record import JobRecord
 
 #: stage name the executors send when a job is handed to a worker
 START = "start"
@@ -22,14 +25,11 @@ START = "start"
 HEARTBEAT_SECONDS = 30.0
 
 
-def main_scores(record: dict[str, Any]) -> dict[str, float]:
+def main_scores(record: JobRecord) -> dict[str, float]:
     """RF AUC and MMD of a record (of its first protocol when it holds several)."""
-    metrics = record.get("metrics") or {}
-    scores = record.get("scores")
-    if isinstance(scores, dict) and scores:
-        first = next(iter(scores.values()))
-        metrics = (first or {}).get("metrics") or {}
-    return {k: metrics[k] for k in ("rf_auc", "mmd") if isinstance(metrics.get(k), int | float)}
+    first = next(iter(record.protocol_scores().values()), None)
+    metrics = first.numeric_metrics() if first is not None else {}
+    return {k: metrics[k] for k in ("rf_auc", "mmd") if k in metrics}
 
 
 def _duration(seconds: float) -> str:
@@ -83,15 +83,14 @@ class LogReporter:
         begun = self.running[job.key][3]
         self.running[job.key] = (job, stage, now, begun)
 
-    def done(self, job: Any, record: dict[str, Any]) -> None:
+    def done(self, job: Any, record: JobRecord) -> None:
         self.running.pop(job.key, None)
         self.finished += 1
-        seconds = record.get("seconds")
-        took = f" in {_duration(seconds)}" if isinstance(seconds, int | float) else ""
+        took = f" in {_duration(record.seconds)}" if record.seconds is not None else ""
         progress = f"[{self.finished}/{self.total}]"
-        if record.get("status") != "ok":
-            self._line(f"FAILED {_name(job)}{took} {progress}: {record.get('error')}")
-        elif record.get("reused"):
+        if not record.ok:
+            self._line(f"FAILED {_name(job)}{took} {progress}: {record.error}")
+        elif record.reused:
             self._line(f"reused {_name(job)} {progress} (finished earlier, same settings)")
         else:
             scores = " ".join(f"{k} {v:.3f}" for k, v in main_scores(record).items())
@@ -141,18 +140,17 @@ class LiveReporter:
         else:
             self.progress.reset(self.lines[job.key], description=text, total=None)
 
-    def done(self, job: Any, record: dict[str, Any]) -> None:
+    def done(self, job: Any, record: JobRecord) -> None:
         task = self.lines.pop(job.key, None)
         if task is not None:
             self.progress.remove_task(task)
-        if record.get("status") != "ok":
-            self.progress.console.print(f"[red]failed[/red] {_name(job)}: {record.get('error')}", highlight=False)
+        if not record.ok:
+            self.progress.console.print(f"[red]failed[/red] {_name(job)}: {record.error}", highlight=False)
         else:
             scores = "  ".join(f"{k} {v:.3f}" for k, v in main_scores(record).items())
-            seconds = record.get("seconds")
-            took = f" in {_duration(seconds)}" if isinstance(seconds, int | float) and not record.get("reused") else ""
+            took = f" in {_duration(record.seconds)}" if record.seconds is not None and not record.reused else ""
             self.progress.console.print(
-                f"[green]done[/green] {_name(job)}{' (reused)' if record.get('reused') else took}  {scores}",
+                f"[green]done[/green] {_name(job)}{' (reused)' if record.reused else took}  {scores}",
                 highlight=False,
             )
         self.progress.advance(self.overall)

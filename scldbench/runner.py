@@ -31,6 +31,7 @@ from scldbench.generator import check_whole_counts, library_size_warnings
 from scldbench.jobguard import failure_message, time_limit
 from scldbench.protocols import ScoringProtocol, get_protocol
 from scldbench.provenance import versions
+from scldbench.record import JobRecord
 from scldbench.registry import generator_names, get_generator, list_generators, runtime_generators
 from scldbench.scoring import (
     ScoringContext,
@@ -71,7 +72,7 @@ class Job:
 class Reporter(Protocol):
     def start(self, jobs: Sequence[Job], note: str | None) -> None: ...
     def stage(self, job: Job, stage: str) -> None: ...
-    def done(self, job: Job, record: dict[str, Any]) -> None: ...
+    def done(self, job: Job, record: JobRecord) -> None: ...
 
 
 class SilentReporter:
@@ -81,7 +82,7 @@ class SilentReporter:
     def stage(self, job: Job, stage: str) -> None:
         pass
 
-    def done(self, job: Job, record: dict[str, Any]) -> None:
+    def done(self, job: Job, record: JobRecord) -> None:
         pass
 
 
@@ -140,7 +141,7 @@ class RunRequest:
 @dataclass
 class RunResult:
     store: RunStore
-    records: list[dict[str, Any]]
+    records: list[JobRecord]
     dataset: str
     note: str | None
     info: dict[str, Any] = field(default_factory=dict)
@@ -234,54 +235,52 @@ def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seed
 def run_job(
     job: Job, prepared: PreparedData, context: ScoringContext, suite: Suite, device: str, store: RunStore,
     reporter: Reporter, dataset: dict[str, Any], execution: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> JobRecord:
     """Fit, sample once and score under every suite protocol; the record is written whatever happens.
 
     Anything the generator raises (an exception, `SystemExit`, `MemoryError`, `JobTimeout` past `job.timeout`)
     becomes a failed record with its reason; only KeyboardInterrupt (Ctrl-C, SIGTERM) stops the run. `execution`
     (executor, workers, threads) is stored in the record as it is.
     """
-    record: dict[str, Any] = {
-        "job_id": job.job_id, "key": job.key, "order": job.order, "suite": suite.name, **dataset,
-        "generator": job.generator,
-        "label": job.label, "params": job.params, "seed": job.seed,
-        "fingerprint": prepared.fingerprint, "status": "running", "error": None,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(), "device": describe_device(resolve_device(device)),
-        "fit_seconds": None, "sample_seconds": None, "scores": {}, "execution": execution,
-    }
+    record = JobRecord(
+        job_id=job.job_id, key=job.key, order=job.order, suite=suite.name, dataset=dataset.get("dataset"),
+        dataset_note=dataset.get("dataset_note"), generator=job.generator, label=job.label, params=job.params,
+        seed=job.seed, fingerprint=prepared.fingerprint, status="running",
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), versions=versions(),
+        device=describe_device(resolve_device(device)), execution=execution,
+    )
     t0 = time.perf_counter()
     try:
         with time_limit(job.timeout):
             _fit_sample_score(job, prepared, context, suite, device, store, reporter, record)
-        failed = scores_failed(record["scores"])
-        record["status"], record["error"] = ("failed", failed) if failed else ("ok", None)
+        failed = scores_failed(record.scores)
+        record.status, record.error = ("failed", failed) if failed else ("ok", None)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - one failing job (even sys.exit or a timeout) must not stop the others
-        record["status"] = "failed"
-        record["error"] = failure_message(exc)
-        record["traceback"] = traceback.format_exc()
-    record["seconds"] = time.perf_counter() - t0
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record.status = "failed"
+        record.error = failure_message(exc)
+        record.traceback = traceback.format_exc()
+    record.seconds = time.perf_counter() - t0
+    record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     store.write_record(job.job_id, record)
     return record
 
 
 def _fit_sample_score(
     job: Job, prepared: PreparedData, context: ScoringContext, suite: Suite, device: str, store: RunStore,
-    reporter: Reporter, record: dict[str, Any],
+    reporter: Reporter, record: JobRecord,
 ) -> None:
     settings = suite.evaluate
     generator = get_generator(job.generator).create(seed=job.seed, device=device, **job.params)
-    record["params_resolved"] = {k: v for k, v in generator.get_params().items()}
+    record.params_resolved = dict(generator.get_params())
     reporter.stage(job, "fit")
     fit_data = prepared.holdout if generator.uses_holdout else prepared.train
     generator.fit(fit_data, prepared.labels_key)
-    record["fit_seconds"] = generator.fit_usage.seconds
-    record["fit_peak_rss_mb"] = generator.fit_usage.peak_rss_mb
-    record["fit_peak_rss_delta_mb"] = generator.fit_usage.peak_rss_delta_mb
-    record["fit_peak_gpu_mb"] = generator.fit_usage.peak_gpu_mb
+    record.fit_seconds = generator.fit_usage.seconds
+    record.fit_peak_rss_mb = generator.fit_usage.peak_rss_mb
+    record.fit_peak_rss_delta_mb = generator.fit_usage.peak_rss_delta_mb
+    record.fit_peak_gpu_mb = generator.fit_usage.peak_gpu_mb
     reporter.stage(job, "sample")
     n_cells = settings.n_generated or prepared.test.n_obs
     guidance = settings.guidance if generator.supports_guidance else None
@@ -294,18 +293,18 @@ def _fit_sample_score(
     check_whole_counts(samples.X, job.label)
     warnings = library_size_warnings(samples.X, largest_library(prepared))
     if warnings:
-        record["output_warnings"] = warnings
-    record["sample_seconds"] = generator.sample_usage.seconds
-    record["sample_peak_rss_mb"] = generator.sample_usage.peak_rss_mb
-    record["n_generated"] = n_cells
+        record.output_warnings = warnings
+    record.sample_seconds = generator.sample_usage.seconds
+    record.sample_peak_rss_mb = generator.sample_usage.peak_rss_mb
+    record.n_generated = n_cells
     if settings.save_samples:
         store.write_samples(job.job_id, samples)
     reporter.stage(job, "score")
-    record["scores"] = score_sample(context, samples, suite.protocols, settings, job.seed)
+    record.scores = score_sample(context, samples, suite.protocols, settings, job.seed)
     if generator.supports_guidance and settings.guidance_sweep:
         reporter.stage(job, "guidance sweep")
         clusters = list(settings.sweep_clusters) if settings.sweep_clusters else None
-        record["guidance_sweep"] = guidance_sweep(
+        record.guidance_sweep = guidance_sweep(
             generator, prepared, list(settings.guidance_sweep), clusters, settings.sweep_cells, job.seed
         )
     if generator.conditional and settings.augment_cluster and not generator.uses_holdout:
@@ -314,15 +313,15 @@ def _fit_sample_score(
         if cluster == "rarest":
             cluster = rarest_cluster(prepared, settings.min_cluster_cells)
         make = lambda: get_generator(job.generator).create(seed=job.seed, device=device, **job.params)  # noqa: E731
-        owner = record["scores"][extras_owner(suite.protocols)]
-        owner["metrics"].update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
+        owner = record.scores[extras_owner(suite.protocols)]
+        owner.metrics.update(augmentation_scores(make, prepared, cluster, settings.augment_keep, job.seed))
     if not generator.uses_holdout:
         reporter.stage(job, "diagnostics")
         checks = generator.diagnose(
             prepared.holdout, prepared.test, protocol="scgan-v1", seed=job.seed, n_trees=settings.n_trees
         )
         diagnostics = getattr(generator, "diagnostics_", None)
-        record["diagnostics"] = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
+        record.diagnostics = (diagnostics if isinstance(diagnostics, dict) else {}) | checks
 
 
 def largest_library(prepared: PreparedData) -> float:
@@ -332,13 +331,13 @@ def largest_library(prepared: PreparedData) -> float:
 
 
 def reuse(job: Job, store: RunStore, context: ScoringContext, suite: Suite, reporter: Reporter
-          ) -> dict[str, Any] | None:
+          ) -> JobRecord | None:
     """The job's finished record from an earlier run into this folder, rescored from its stored sample under the
     suite protocols it lacks; None when the job must be computed. A reused record is written back."""
     previous = store.read_record(job.job_id)
-    if previous is None or previous.get("status") != "ok" or previous.get("key") != job.key:
+    if previous is None or not previous.ok or previous.key != job.key:
         return None
-    record = previous | {"reused": True}
+    record = replace(previous, reused=True)
     if missing_protocols(previous, suite.protocols, suite.evaluate):
         stored = store.read_samples(job.job_id)
         if stored is None:
@@ -349,12 +348,14 @@ def reuse(job: Job, store: RunStore, context: ScoringContext, suite: Suite, repo
     return record
 
 
-Batch = Callable[[list[Job]], Iterator[tuple[Job, dict[str, Any]]]]
+Batch = Callable[[list[Job]], Iterator[tuple[Job, JobRecord]]]
+#: what `collect` returns for a job whose holder went away without finishing it
+ORPHANED = "orphaned"
 
 
 def run_claimed(jobs: Sequence[Job], store: RunStore, run_batch: Batch,
-                reuse_record: Callable[[Job], dict[str, Any] | None],
-                on_done: Callable[[Job, dict[str, Any]], None]) -> None:
+                reuse_record: Callable[[Job], JobRecord | None],
+                on_done: Callable[[Job, JobRecord], None]) -> None:
     """Compute `jobs` through `run_batch`, each under its claim in the store, so that two runs into one folder
     split the work and never compute a job twice. A job another live process holds is waited for and its record
     taken; if that process dies first, the job is computed here."""
@@ -387,24 +388,24 @@ def run_claimed(jobs: Sequence[Job], store: RunStore, run_batch: Batch,
                 if record is None:
                     continue
                 del waiting[job_id]
-                if record == {}:
+                if record == ORPHANED:
                     todo.append(job)
                 else:
                     on_done(job, reuse_record(job) or record)
 
 
-def collect(job: Job, store: RunStore, seen: dict[str, Any] | None) -> dict[str, Any] | None:
+def collect(job: Job, store: RunStore, seen: JobRecord | None) -> JobRecord | str | None:
     """After another process held `job`: its new record once the claim is gone, or None while it is held.
 
     `seen` is the record on disk when the wait began; if the claim went away and the record did not change,
-    the other process died before finishing and the job is left to the caller to compute ({}).
+    the other process died before finishing and the job is left to the caller to compute (ORPHANED).
     """
     if store.claimed(job.job_id):
         return None
     record = store.read_record(job.job_id)
-    if record is not None and record.get("key") == job.key and record != seen:
+    if record is not None and record.key == job.key and record != seen:
         return record
-    return {}
+    return ORPHANED
 
 
 @dataclass
@@ -466,7 +467,7 @@ def planned_action(job: Job, store: RunStore, suite: Suite) -> str:
     """What running `job` into `store` would do: REUSE its finished record, RESCORE its stored sample under the
     protocols the record lacks, or COMPUTE it (fit, sample, score). Reads the folder only."""
     previous = store.read_record(job.job_id) or store.read_superseded(job.job_id)
-    if previous is None or previous.get("status") != "ok" or previous.get("key") != job.key:
+    if previous is None or not previous.ok or previous.key != job.key:
         return COMPUTE
     if missing_protocols(previous, suite.protocols, suite.evaluate):
         return RESCORE if store.sample_path(job.job_id).is_file() else COMPUTE
@@ -486,8 +487,8 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     Returns
     -------
     RunResult
-        The store (`result.store.root` is the run folder), one record per planned job in plan order (a dict with
-        status, error, params, seed, times and `scores[protocol]`), the dataset used and the fallback note.
+        The store (`result.store.root` is the run folder), one `JobRecord` per planned job in plan order (status,
+        error, params, seed, times and `scores[protocol]`), the dataset used and the fallback note.
 
     Raises
     ------
@@ -500,7 +501,7 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     >>> import scldbench
     >>> suite = scldbench.load_suite("smoke")
     >>> result = scldbench.run_suite(scldbench.RunRequest(suite, out="runs/smoke"))  # doctest: +SKIP
-    >>> [(r["label"], r["status"]) for r in result.records]  # doctest: +SKIP
+    >>> [(r.label, r.status) for r in result.records]  # doctest: +SKIP
     """
     reporter = reporter or SilentReporter()
     plan = plan_run(request)
@@ -519,20 +520,20 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     store.write_run(run_info)
     if suite.evaluate.save_samples:
         store.write_real_test(prepared.test)
-    moved = store.set_aside(lambda r: r.get("fingerprint") == prepared.fingerprint)
+    moved = store.set_aside(lambda r: r.fingerprint == prepared.fingerprint)
     if moved:
         log.warning("%d records in %s were made on other data; moved to jobs/superseded (this run's tables leave "
                     "them out)", moved, store.root)
     reporter.start(jobs, note)
     store.supersede({(job.label, job.seed): job.key for job in jobs})
     context = shared_context(prepared)
-    done: dict[str, dict[str, Any]] = {}
+    done: dict[str, JobRecord] = {}
 
-    def finish(job: Job, record: dict[str, Any]) -> None:
+    def finish(job: Job, record: JobRecord) -> None:
         done[job.job_id] = record
         reporter.done(job, record)
 
-    def reuse_record(job: Job) -> dict[str, Any] | None:
+    def reuse_record(job: Job) -> JobRecord | None:
         return reuse(job, store, context, suite, reporter)
 
     pending = []
@@ -551,7 +552,7 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     job_context = JobContext(suite, request.device, store.root, {"dataset": plan.dataset, "dataset_note": note},
                              runtime_generators())
 
-    def run_batch(batch: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
+    def run_batch(batch: list[Job]) -> Iterator[tuple[Job, JobRecord]]:
         if batch:
             yield from make_executor(execution).run(batch, prepared, job_context, reporter.stage)
 

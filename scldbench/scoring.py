@@ -1,7 +1,8 @@
 """Scoring one job's stored sample under every protocol a suite names, and rescoring a stored sample.
 
 One sample per job: it is drawn once (conditional generators with the real test composition), stored, and each
-protocol scores it; record["scores"][protocol] = {description, settings, metrics, per_cluster, status, error}.
+protocol scores it; `record.scores[protocol]` is a `ProtocolScores` (description, settings, metrics, per_cluster,
+status, error).
 Scores that do not depend on the protocol are computed once per sample: the biology-level block (DE recovery
 and gene-gene correlation, with their real-vs-real references) is recorded under every protocol, so each board
 shows it beside that protocol's distances; the extras (manifold, data properties, memorisation, TSTR,
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anndata as ad
@@ -21,6 +22,7 @@ import anndata as ad
 from scldbench.data.prepare import PreparedData
 from scldbench.errors import ScldbenchError
 from scldbench.protocols import EXTRAS_PROTOCOL, ScoringProtocol, get_protocol
+from scldbench.record import JobRecord, ProtocolScores
 from scldbench.suite import EvaluateSettings
 
 
@@ -78,17 +80,15 @@ def score_protocol(
     *,
     shared: dict[str, Any],
     with_extras: bool,
-) -> dict[str, Any]:
-    """One protocol's entry of record["scores"]; a failure is recorded in it, never raised."""
+) -> ProtocolScores:
+    """One protocol's entry of `record.scores`; a failure is recorded in it, never raised."""
     from scldbench.evaluation import biology_scores, extra_scores
 
-    entry: dict[str, Any] = {
-        "description": protocol.description, "settings": protocol.record_settings(settings), "metrics": {},
-        "per_cluster": {}, "status": "running", "error": None,
-    }
+    entry = ProtocolScores(description=protocol.description, settings=protocol.record_settings(settings),
+                           status="running")
     try:
         metrics, per_cluster = protocol.score(context, samples, seed=seed, settings=settings)
-        entry["metrics"], entry["per_cluster"] = metrics, per_cluster
+        entry.metrics, entry.per_cluster = metrics, per_cluster
         if "biology" not in shared:
             shared["biology"] = biology_scores(context, samples, settings)
         bio_metrics, bio_clusters = shared["biology"]
@@ -99,11 +99,11 @@ def score_protocol(
             if "extras" not in shared:
                 shared["extras"] = extra_scores(context.prepared, samples, seed)
             metrics.update(shared["extras"])
-        entry["status"] = "ok"
+        entry.status = "ok"
     except Exception as exc:  # one failing protocol must not stop the others
-        entry["status"] = "failed"
-        entry["error"] = _one_line(exc)
-        entry["traceback"] = traceback.format_exc()
+        entry.status = "failed"
+        entry.error = _one_line(exc)
+        entry.traceback = traceback.format_exc()
     return entry
 
 
@@ -115,8 +115,8 @@ def score_sample(
     seed: int,
     *,
     extras_under: str | None = None,
-) -> dict[str, dict[str, Any]]:
-    """record["scores"] entries for `protocols` (names), all from the one `samples` AnnData.
+) -> dict[str, ProtocolScores]:
+    """`record.scores` entries for `protocols` (names), all from the one `samples` AnnData.
 
     The extras go under `extras_under` (default: `extras_owner(protocols)`); pass a name outside `protocols`
     to leave them out (a rescore whose record already holds them).
@@ -130,49 +130,47 @@ def score_sample(
     }
 
 
-def scores_failed(scores: dict[str, dict[str, Any]]) -> str | None:
+def scores_failed(scores: dict[str, ProtocolScores]) -> str | None:
     """'protocol <name>: <error>' for the first failed protocol entry, or None."""
     for name, entry in scores.items():
-        if entry.get("status") != "ok":
-            return f"protocol {name}: {entry.get('error')}"
+        if not entry.ok:
+            return f"protocol {name}: {entry.error}"
     return None
 
 
-def missing_protocols(record: dict[str, Any], protocols: Sequence[str], settings: EvaluateSettings) -> list[str]:
+def missing_protocols(record: JobRecord, protocols: Sequence[str], settings: EvaluateSettings) -> list[str]:
     """The suite protocols a stored record lacks, failed, or scored under other settings."""
-    scores = record.get("scores") or {}
     missing = []
     for name in protocols:
-        entry = scores.get(name)
+        entry = record.scores.get(name)
         wanted = get_protocol(name).record_settings(settings)
-        if entry is None or entry.get("status") != "ok" or entry.get("settings") != wanted:
+        if entry is None or not entry.ok or entry.settings != wanted:
             missing.append(name)
     return missing
 
 
 def rescore(
-    record: dict[str, Any],
+    record: JobRecord,
     context: ScoringContext,
     samples: ad.AnnData,
     protocols: Sequence[str],
     settings: EvaluateSettings,
-) -> dict[str, Any]:
+) -> JobRecord:
     """A copy of `record` with every protocol of `protocols` it lacks scored from its stored `samples`.
 
     Nothing is refitted or resampled. The extras are computed only when the record holds them nowhere yet.
     """
     todo = missing_protocols(record, protocols, settings)
-    scores = dict(record.get("scores") or {})
     if not todo:
         return record
+    scores = dict(record.scores)
     owner = extras_owner(list(protocols))
-    fresh = score_sample(context, samples, todo, settings, int(record.get("seed", 0)), extras_under=owner)
+    fresh = score_sample(context, samples, todo, settings, record.seed, extras_under=owner)
     # augmentation refits the generator, so a rescore keeps the values it found in the old entry
-    kept = {k: v for k, v in (scores.get(owner) or {}).get("metrics", {}).items() if k.startswith("augment_")}
+    old = scores.get(owner)
+    kept = {k: v for k, v in old.metrics.items() if k.startswith("augment_")} if old is not None else {}
     if owner in fresh and kept:
-        fresh[owner]["metrics"].update(kept)
+        fresh[owner].metrics.update(kept)
     scores.update(fresh)
-    out = dict(record) | {"scores": scores}
     failed = scores_failed({k: scores[k] for k in protocols if k in scores})
-    out["status"], out["error"] = ("failed", failed) if failed else ("ok", None)
-    return out
+    return replace(record, scores=scores, status="failed" if failed else "ok", error=failed)

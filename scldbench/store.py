@@ -2,7 +2,8 @@
 
 A run folder belongs to one prepared dataset (its fingerprint, in `run.json`). Records made on other data are
 moved to `jobs/superseded/` when a new run starts there, and readers skip them. A damaged record (not JSON, not
-an object, a field missing) is skipped with a one-line warning naming the file; a rerun computes its job again.
+an object, a field missing or of the wrong type: `JobRecord.from_json`) is skipped with a one-line warning naming
+the file; a rerun computes its job again.
 Two processes may run into one folder: every write goes through a unique temporary name, and a job is computed
 only by the process holding its claim (`claims/<job_id>.lock`, created with O_CREAT | O_EXCL).
 """
@@ -25,6 +26,7 @@ from typing import Any
 import anndata as ad
 
 from scldbench.errors import ScldbenchError
+from scldbench.record import DamagedRecord, JobRecord
 
 RUN_FILE = "run.json"
 JOBS_DIR = "jobs"
@@ -32,11 +34,6 @@ SUPERSEDED_DIR = "superseded"
 SAMPLES_DIR = "samples"
 CLAIMS_DIR = "claims"
 REAL_TEST_FILE = "real_test.h5ad"
-
-#: fields every job record must have, and their types; a record without them is damaged
-REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "job_id": str, "key": str, "generator": str, "label": str, "seed": int, "status": str,
-}
 
 log = logging.getLogger("scldbench.store")
 
@@ -95,19 +92,6 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def record_problem(record: dict[str, Any]) -> str | None:
-    """Why `record` cannot be used as a job record, or None when it can."""
-    for name, kind in REQUIRED_FIELDS.items():
-        if name not in record:
-            return f"field {name!r} is missing"
-        value = record[name]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return f"field {name!r} is {value!r}, not a {getattr(kind, '__name__', kind)}"
-    if record["status"] == "ok" and not any(isinstance(record.get(k), dict) for k in ("scores", "metrics")):
-        return "an ok record without scores"
-    return None
-
-
 def _warn_once(path: Path, message: str, warned: set[tuple[str, int]] | None) -> None:
     """Warn about a damaged file once per version of it and per `warned` set (a rerun reads a record twice)."""
     try:
@@ -120,18 +104,15 @@ def _warn_once(path: Path, message: str, warned: set[tuple[str, int]] | None) ->
         log.warning("%s", message)
 
 
-def read_record_file(path: Path, warned: set[tuple[str, int]] | None = None) -> dict[str, Any] | None:
+def read_record_file(path: Path, warned: set[tuple[str, int]] | None = None) -> JobRecord | None:
     """A job record, or None (with a one-line warning naming the file) when it is damaged."""
     try:
-        record = read_json_object(path)
+        return JobRecord.from_json(read_json_object(path))
     except DamagedFile as exc:
         _warn_once(path, f"{exc}; skipped (a rerun computes its job again)", warned)
-        return None
-    problem = record_problem(record)
-    if problem:
-        _warn_once(path, f"{path} is damaged ({problem}); skipped (a rerun computes its job again)", warned)
-        return None
-    return record
+    except DamagedRecord as exc:
+        _warn_once(path, f"{path} is damaged ({exc}); skipped (a rerun computes its job again)", warned)
+    return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -183,15 +164,15 @@ class RunStore:
     def job_path(self, job_id: str) -> Path:
         return self.root / JOBS_DIR / f"{job_id}.json"
 
-    def write_record(self, job_id: str, record: dict[str, Any]) -> None:
-        write_json(self.job_path(job_id), record)
+    def write_record(self, job_id: str, record: JobRecord) -> None:
+        write_json(self.job_path(job_id), record.to_json())
 
-    def read_record(self, job_id: str) -> dict[str, Any] | None:
+    def read_record(self, job_id: str) -> JobRecord | None:
         """The job's record; None when there is none or it is damaged (then the job is computed again)."""
         path = self.job_path(job_id)
         return read_record_file(path, self._warned) if path.is_file() else None
 
-    def read_superseded(self, job_id: str) -> dict[str, Any] | None:
+    def read_superseded(self, job_id: str) -> JobRecord | None:
         """The job's record set aside in `jobs/superseded/` (a rerun under its settings moves it back), or None."""
         path = self.root / JOBS_DIR / SUPERSEDED_DIR / f"{job_id}.json"
         return _quiet_record(path) if path.is_file() else None
@@ -205,7 +186,7 @@ class RunStore:
             return False
         return True
 
-    def set_aside(self, comparable: Callable[[dict[str, Any]], bool]) -> int:
+    def set_aside(self, comparable: Callable[[JobRecord], bool]) -> int:
         """Move every record for which `comparable` is false (made on other data) to `jobs/superseded/`.
 
         Returns how many moved; damaged records stay where they are (readers skip them, a rerun overwrites them).
@@ -228,18 +209,17 @@ class RunStore:
             record = _quiet_record(path)
             if record is None:
                 continue
-            label, seed, key = record["label"], record["seed"], record["key"]
-            if (label, seed) in planned and planned[(label, seed)] != key:
+            if planned.get((record.label, record.seed), record.key) != record.key:
                 self._move_aside(path)
         for path in sorted(old.glob("*.json")) if old.is_dir() else []:
             record = _quiet_record(path)
             if record is None:
                 continue
-            if planned.get((record["label"], record["seed"])) == record["key"] and not (folder / path.name).exists():
+            if planned.get((record.label, record.seed)) == record.key and not (folder / path.name).exists():
                 with contextlib.suppress(FileNotFoundError):  # another process moved it back first
                     os.replace(path, folder / path.name)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[JobRecord]:
         """The run's readable records made on its data, in plan order; others are skipped with a warning."""
         info = self.read_run()
         folder = self.root / JOBS_DIR
@@ -251,12 +231,12 @@ class RunStore:
             record = read_record_file(path, self._warned)
             if record is None:
                 continue
-            if fingerprint and record.get("fingerprint") not in (None, fingerprint):
+            if fingerprint and record.fingerprint not in (None, fingerprint):
                 log.warning("%s was made on other data than this run's; skipped (a rerun moves it to %s/%s)",
                             path, JOBS_DIR, SUPERSEDED_DIR)
                 continue
             records.append(record)
-        return sorted(records, key=lambda r: (_number(r.get("order")), _number(r.get("seed"))))
+        return sorted(records, key=lambda r: (r.order or 0, r.seed))
 
     # ----------------------------------------------------------------- claims
     def claim_path(self, job_id: str) -> Path:
@@ -373,13 +353,8 @@ def find_runs(store: str | Path) -> list[RunStore]:
     return runs
 
 
-def _quiet_record(path: Path) -> dict[str, Any] | None:
+def _quiet_record(path: Path) -> JobRecord | None:
     try:
-        record = read_json_object(path)
-    except DamagedFile:
+        return JobRecord.from_json(read_json_object(path))
+    except (DamagedFile, DamagedRecord):
         return None
-    return None if record_problem(record) else record
-
-
-def _number(value: Any) -> float:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0

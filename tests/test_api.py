@@ -26,7 +26,7 @@ def test_import_is_light_and_every_public_name_resolves():
     assert loaded.strip() == "[]"
     assert set(scldbench.__all__) == {"Generator", "ScldbenchError", "__version__", "get_generator",
                                       "list_generators", "evaluate", "run_suite", "RunRequest", "load_suite",
-                                      "load_results"}
+                                      "load_results", "JobRecord"}
     for name in scldbench.__all__:
         assert getattr(scldbench, name) is not None and name in dir(scldbench)
     assert scldbench.get_generator("nb").name == "nb"
@@ -37,7 +37,7 @@ def test_import_is_light_and_every_public_name_resolves():
 
 PUBLIC = [Generator.fit, Generator.sample, Generator.save, Generator.load, scldbench.get_generator,
           scldbench.list_generators, scldbench.evaluate, scldbench.run_suite, scldbench.load_results,
-          scldbench.load_suite]
+          scldbench.load_suite, scldbench.JobRecord.from_json, scldbench.JobRecord.to_json]
 
 
 @pytest.mark.parametrize("func", PUBLIC, ids=lambda f: f.__qualname__)
@@ -102,8 +102,7 @@ def test_run_suite_and_load_results_from_python(tmp_path):
     request = scldbench.RunRequest(suite, out=str(tmp_path / "run"), data=str(data), labels="group",
                                    layer="counts", seed=4)
     result = scldbench.run_suite(request)
-    assert [(r["label"], r["seed"], r["status"]) for r in result.records] == [("positive", 4, "ok"),
-                                                                               ("random", 4, "ok")]
+    assert [(r.label, r.seed, r.status) for r in result.records] == [("positive", 4, "ok"), ("random", 4, "ok")]
     frame = scldbench.load_results(tmp_path / "run")
     assert {"rf_auc", "mmd"} <= set(frame.metric) and set(frame.seed) == {4}
     with pytest.raises(ScldbenchError, match="not both"):

@@ -87,8 +87,8 @@ def dying_generators():
 
 def _metrics(records):
     """(label, seed, protocol, metric) -> value: every score of every record."""
-    return {(r["label"], r["seed"], protocol, name): value for r in records for protocol, entry in r["scores"].items()
-            for name, value in entry["metrics"].items()}
+    return {(r.label, r.seed, protocol, name): value for r in records for protocol, entry in r.scores.items()
+            for name, value in entry.metrics.items()}
 
 
 @pytest.mark.slow
@@ -98,33 +98,33 @@ def test_processes_give_the_records_serial_gives(tmp_path):
     serial = run_suite(RunRequest(suite=smoke, out=tmp_path / "serial", executor="serial", threads=1))
     parallel = run_suite(RunRequest(suite=smoke, out=tmp_path / "processes", executor="processes", workers=2,
                                     threads=1))
-    assert [r["status"] for r in parallel.records] == ["ok"] * 3
+    assert [r.status for r in parallel.records] == ["ok"] * 3
     assert _metrics(parallel.records) == _metrics(serial.records)
-    assert [r["label"] for r in parallel.records] == [r["label"] for r in serial.records]  # plan order kept
+    assert [r.label for r in parallel.records] == [r.label for r in serial.records]  # plan order kept
     for record in parallel.records:
-        assert record["execution"] == {"executor": "processes", "workers": 2, "threads": 1}
+        assert record.execution == {"executor": "processes", "workers": 2, "threads": 1}
     on_disk = json.loads((tmp_path / "processes" / "run.json").read_text())
     assert on_disk["execution"]["executor"] == "processes"
-    assert serial.records[0]["execution"]["executor"] == "serial"
+    assert serial.records[0].execution["executor"] == "serial"
 
 
 @pytest.mark.slow
 def test_a_dying_worker_becomes_a_failed_record_and_the_others_finish(tmp_path, dying_generators):
     chosen = suite('["exits", "killed", "random", "threads-probe", "shuffle"]')
     result = run_suite(RunRequest(suite=chosen, out=tmp_path / "run", executor="processes", workers=2, threads=1))
-    by_label = {r["label"]: r for r in result.records}
-    assert by_label["exits"]["status"] == "failed"
-    assert "exited with code 3" in by_label["exits"]["error"]
-    assert by_label["killed"]["status"] == "failed" and "SIGKILL" in by_label["killed"]["error"]
-    assert by_label["random"]["status"] == "ok" and by_label["shuffle"]["status"] == "ok"
+    by_label = {r.label: r for r in result.records}
+    assert by_label["exits"].status == "failed"
+    assert "exited with code 3" in by_label["exits"].error
+    assert by_label["killed"].status == "failed" and "SIGKILL" in by_label["killed"].error
+    assert by_label["random"].status == "ok" and by_label["shuffle"].status == "ok"
     # each worker limits its own threads, in torch and in the environment BLAS reads at import
-    assert by_label["threads-probe"]["error"] == "RuntimeError: threads torch=1 omp=1"
+    assert by_label["threads-probe"].error == "RuntimeError: threads torch=1 omp=1"
     stored = {json.loads(p.read_text())["label"]: json.loads(p.read_text()) for p in (tmp_path / "run" / "jobs").glob(
         "*.json")}
     assert stored["killed"]["status"] == "failed" and stored["random"]["status"] == "ok"
     # a rerun keeps the finished jobs and tries the failed ones again
     again = run_suite(RunRequest(suite=chosen, out=tmp_path / "run", executor="serial", generators=["random"]))
-    assert again.records[0]["reused"]
+    assert again.records[0].reused
 
 
 def test_death_reasons_name_the_signal_and_the_likely_cause():
@@ -155,16 +155,16 @@ def test_execution_defaults_and_mistakes(monkeypatch):
 def test_a_local_ray_instance_runs_the_smoke_suite_and_a_failing_job(tmp_path, dying_generators):
     chosen = suite('["positive", "shuffle", "random", { name = "threads-probe", label = "broken" }]')
     result = run_suite(RunRequest(suite=chosen, out=tmp_path / "run", executor="ray", threads=1))
-    by_label = {r["label"]: r for r in result.records}
-    assert [by_label[k]["status"] for k in ("positive", "shuffle", "random")] == ["ok"] * 3
-    assert by_label["broken"]["status"] == "failed" and by_label["broken"]["error"].startswith("RuntimeError: threads")
-    assert by_label["positive"]["execution"]["executor"] == "ray"
-    assert by_label["positive"]["scores"]["scgan-v1"]["metrics"]["rf_auc"] < 0.7 < by_label["random"]["scores"][
-        "scgan-v1"]["metrics"]["rf_auc"]
+    by_label = {r.label: r for r in result.records}
+    assert [by_label[k].status for k in ("positive", "shuffle", "random")] == ["ok"] * 3
+    assert by_label["broken"].status == "failed" and by_label["broken"].error.startswith("RuntimeError: threads")
+    assert by_label["positive"].execution["executor"] == "ray"
+    assert by_label["positive"].scores["scgan-v1"].metrics["rf_auc"] < 0.7 < by_label["random"].scores[
+        "scgan-v1"].metrics["rf_auc"]
     assert len(list((tmp_path / "run" / "jobs").glob("*.json"))) == 4
     # a rerun reuses what Ray finished, without starting Ray for nothing
     again = run_suite(RunRequest(suite=chosen, out=tmp_path / "run", executor="ray", generators=["positive"]))
-    assert again.records[0]["reused"]
+    assert again.records[0].reused
 
 
 @pytest.mark.gpu
@@ -176,4 +176,4 @@ def test_ray_gives_a_cuda_job_a_gpu(tmp_path):
         pytest.skip("no CUDA device")
     result = run_suite(RunRequest(suite=suite('["positive", "random"]'), out=tmp_path / "run", executor="ray",
                                   device="cuda"))
-    assert all(r["status"] == "ok" and r["device"].startswith("cuda") for r in result.records), result.records
+    assert all(r.status == "ok" and r.device.startswith("cuda") for r in result.records), result.records

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from scldbench.cli import app
 from scldbench.progress import START, LogReporter, main_scores
+from scldbench.record import JobRecord
 
 SUITE = """
 name = "fast"
@@ -55,7 +56,8 @@ def test_a_long_stage_logs_a_line_every_heartbeat():
     reporter.stage(job, START)
     reporter.stage(job, "fit")
     time.sleep(0.3)
-    reporter.done(job, {"status": "failed", "error": "RuntimeError: diverged", "seconds": 0.3})
+    reporter.done(job, JobRecord(job_id="scld-seed0", key="k", generator="scld", label="scld", seed=0,
+                                 status="failed", error="RuntimeError: diverged", seconds=0.3))
     text = stream.getvalue()
     assert "scld seed 0: fit for 0s" in text
     assert "FAILED scld seed 0 in 0s [1/1]: RuntimeError: diverged" in text
@@ -63,6 +65,8 @@ def test_a_long_stage_logs_a_line_every_heartbeat():
 
 
 def test_main_scores_read_either_record_shape():
-    assert main_scores({"metrics": {"rf_auc": 0.6, "mmd": 0.1, "other": 1}}) == {"rf_auc": 0.6, "mmd": 0.1}
-    scored = {"scores": {"scgan-v1": {"metrics": {"rf_auc": 0.7, "mmd": None}}}}
+    base = {"job_id": "a-seed0", "key": "k", "generator": "nb", "label": "a", "seed": 0, "status": "ok"}
+    old = JobRecord.from_json(base | {"protocol": "scgan-v1", "metrics": {"rf_auc": 0.6, "mmd": 0.1, "other": 1}})
+    assert main_scores(old) == {"rf_auc": 0.6, "mmd": 0.1}
+    scored = JobRecord.from_json(base | {"scores": {"scgan-v1": {"metrics": {"rf_auc": 0.7, "mmd": None}}}})
     assert main_scores(scored) == {"rf_auc": 0.7}

@@ -19,6 +19,7 @@ from scldbench.metrics.gene_correlation import correlation_agreement, log_expres
 from scldbench.metrics.mmd import RBF_GAMMAS, mmd_rbf
 from scldbench.metrics.ot import wasserstein1, wasserstein2
 from scldbench.protocols import HVG_SETTINGS, fit_hvg_space, get_protocol, highly_variable_genes
+from scldbench.record import JobRecord
 from tests.test_metrics_extra import clustered_counts
 
 
@@ -253,7 +254,7 @@ def test_a_rerun_with_a_new_protocol_scores_the_stored_sample_without_refitting(
     from scldbench.runner import RunRequest, run_suite
     from scldbench.suite import parse_suite
 
-    def run(protocols: str) -> dict:
+    def run(protocols: str) -> JobRecord:
         import tomllib
 
         suite = parse_suite(tomllib.loads(SUITE.format(protocols=protocols)), "test")
@@ -264,22 +265,22 @@ def test_a_rerun_with_a_new_protocol_scores_the_stored_sample_without_refitting(
     CountingNB.fits = CountingNB.samples = 0
     try:
         first = run('protocol = "scgan-v1"')
-        assert first["status"] == "ok" and list(first["scores"]) == ["scgan-v1"]
+        assert first.status == "ok" and list(first.scores) == ["scgan-v1"]
         assert (CountingNB.fits, CountingNB.samples) == (1, 1)
         second = run('protocols = ["scgan-v1", "hvg-pca30-v1"]')
     finally:
         registry.unregister("counting")
     assert (CountingNB.fits, CountingNB.samples) == (1, 1)  # nothing refitted, nothing resampled
-    assert second["reused"] and second["job_id"] == first["job_id"] and second["status"] == "ok"
-    assert json.dumps(second["scores"]["scgan-v1"], sort_keys=True) == json.dumps(first["scores"]["scgan-v1"],
-                                                                                  sort_keys=True)
-    hvg = second["scores"]["hvg-pca30-v1"]
-    assert hvg["status"] == "ok" and hvg["settings"]["n_components"] == 30
+    assert second.reused and second.job_id == first.job_id and second.status == "ok"
+    assert json.dumps(second.scores["scgan-v1"].to_json(), sort_keys=True) == json.dumps(
+        first.scores["scgan-v1"].to_json(), sort_keys=True)
+    hvg = second.scores["hvg-pca30-v1"]
+    assert hvg.status == "ok" and hvg.settings["n_components"] == 30
     assert {"w1", "w2", "mmd_rbf", "energy_distance", "cluster_w1_mean", "de_overlap", "de_overlap_reference",
-            "gene_corr", "gene_corr_reference"} <= set(hvg["metrics"])
+            "gene_corr", "gene_corr_reference"} <= set(hvg.metrics)
     # the sample holds as many cells of each cluster as the real test set
-    sizes = {k: v["n_generated"] for k, v in hvg["per_cluster"].items()}
-    assert all(v["n_real"] == v["n_generated"] for v in hvg["per_cluster"].values()) and sum(sizes.values()) == 140
+    sizes = {k: v["n_generated"] for k, v in hvg.per_cluster.items()}
+    assert all(v["n_real"] == v["n_generated"] for v in hvg.per_cluster.values()) and sum(sizes.values()) == 140
 
 
 def test_unconditional_samples_get_whole_data_values_only(pbmc_prepared):
@@ -289,9 +290,9 @@ def test_unconditional_samples_get_whole_data_values_only(pbmc_prepared):
     p = pbmc_prepared
     cells = ad.AnnData(X=p.holdout.X.copy(), var=pd.DataFrame(index=p.holdout.var_names))
     scores = score_sample(ScoringContext(p), cells, ["hvg-pca30-v1"], EvaluateSettings(), seed=0)["hvg-pca30-v1"]
-    assert scores["status"] == "ok" and scores["per_cluster"] == {}
-    assert {"w1", "w2", "mmd_rbf", "energy_distance", "gene_corr_all"} <= set(scores["metrics"])
-    assert not any(k.startswith("cluster_") or k.startswith("de_") for k in scores["metrics"])
+    assert scores.status == "ok" and scores.per_cluster == {}
+    assert {"w1", "w2", "mmd_rbf", "energy_distance", "gene_corr_all"} <= set(scores.metrics)
+    assert not any(k.startswith("cluster_") or k.startswith("de_") for k in scores.metrics)
 
 
 # ---------------------------------------------------------------- catalogue and its page
@@ -309,15 +310,15 @@ def test_every_metric_a_protocol_records_is_declared_in_the_catalogue(pbmc_prepa
     scores = score_sample(ScoringContext(p), sample, ["scgan-v1", "hvg-pca30-v1"],
                           EvaluateSettings(n_trees=10, min_cluster_cells=20, per_cluster=False), seed=0)
     for name, entry in scores.items():
-        assert entry["status"] == "ok", entry["error"]
-        undeclared = [m for m in entry["metrics"] if catalogue.find(m) is None]
+        assert entry.status == "ok", entry.error
+        undeclared = [m for m in entry.metrics if catalogue.find(m) is None]
         assert not undeclared, f"{name} records undeclared metrics {undeclared}"
     # protocol-independent extras are recorded once, under scgan-v1
-    assert "precision" in scores["scgan-v1"]["metrics"] and "precision" not in scores["hvg-pca30-v1"]["metrics"]
+    assert "precision" in scores["scgan-v1"].metrics and "precision" not in scores["hvg-pca30-v1"].metrics
     # the biology block is recorded under both, the same numbers
-    assert scores["scgan-v1"]["metrics"]["de_overlap"] == scores["hvg-pca30-v1"]["metrics"]["de_overlap"]
+    assert scores["scgan-v1"].metrics["de_overlap"] == scores["hvg-pca30-v1"].metrics["de_overlap"]
     # held-out real cells through the metric: the positive control is its own reference
-    hvg = scores["hvg-pca30-v1"]["metrics"]
+    hvg = scores["hvg-pca30-v1"].metrics
     assert hvg["de_overlap"] == pytest.approx(hvg["de_overlap_reference"], abs=0.15)
 
 
@@ -383,8 +384,8 @@ def test_a_failing_protocol_is_recorded_and_the_others_still_score(pbmc_prepared
     cells = ad.AnnData(X=p.holdout.X.copy(), var=pd.DataFrame(index=p.holdout.var_names))
     settings = EvaluateSettings(n_trees=10, per_cluster=False, extra_metrics=False)
     scores = score_sample(ScoringContext(p), cells, ["scgan-v1", "hvg-pca30-v1"], settings, seed=0)
-    assert scores["scgan-v1"]["status"] == "ok" and "rf_auc" in scores["scgan-v1"]["metrics"]
-    assert scores["hvg-pca30-v1"]["status"] == "failed"
+    assert scores["scgan-v1"].status == "ok" and "rf_auc" in scores["scgan-v1"].metrics
+    assert scores["hvg-pca30-v1"].status == "failed"
     assert scores_failed(scores) == "protocol hvg-pca30-v1: RuntimeError: no space"
 
 

@@ -4,6 +4,7 @@ computation; stars only beyond intervals, partnered metrics read together; load_
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 import scldbench
 from scldbench.cli import app
 from scldbench.protocols import PROTOCOLS
+from scldbench.record import JobRecord
 from scldbench.report import ranking
 from scldbench.report.leaderboard import leaderboard, win_rates
 from scldbench.report.markdown import leaderboard_markdown
@@ -50,7 +52,7 @@ def mixed_store(tmp_path: Path) -> Path:
     write_run(store / "fileB", controls_and("nb", FILE_B, "../lab-b/cells.h5ad"), dataset="../lab-b/cells.h5ad")
     rescored = controls_and("nb", SPLIT_11, "pbmc68k-mini", settings={"n_trees": 200, "n_components": 50})
     for record in rescored:  # the protocol's own description names its default, 1,000 trees
-        record["scores"]["scgan-v1"]["description"] = PROTOCOLS["scgan-v1"].description
+        record.scores["scgan-v1"].description = PROTOCOLS["scgan-v1"].description
     write_run(store / "trees200", rescored, dataset="pbmc68k-mini")
     return store
 
@@ -63,7 +65,7 @@ def test_splits_files_and_settings_never_share_a_board(mixed_store: Path) -> Non
     for board in boards:
         # each board holds the two seeds of one prepared dataset under one setting: never n=4 from two splits
         assert board.row("positive").summaries["rf_auc"].n == 2
-        assert len({r["fingerprint"] for row in board.rows for r in row.jobs}) == 1
+        assert len({v.record.fingerprint for row in board.rows for v in row.jobs}) == 1
         assert "/" not in board.title and "lab-a" not in board.title
     names = {b.dataset for b in boards}
     assert {"pbmc68k-mini [aaaaaaaa]", "pbmc68k-mini [bbbbbbbb]", "cells [cccccccc]", "cells [dddddddd]"} == names
@@ -93,11 +95,11 @@ def test_one_sample_rescored_with_other_settings_keeps_both(tmp_path: Path) -> N
     # the job key covers the sample, not the scoring settings: the same key under two settings is two views
     base = controls_and("nb", SPLIT_11, "pbmc68k-mini")
     other = controls_and("nb", SPLIT_11, "pbmc68k-mini", settings={"n_trees": 200, "n_components": 50})
-    assert {r["key"] for r in base} == {r["key"] for r in other}
+    assert {r.key for r in base} == {r.key for r in other}
     boards = leaderboard(base + other)
     assert len(boards) == 2 and all(b.row("nb").summaries["rf_auc"].n == 2 for b in boards)
     # the same job found twice (two run folders) still counts once
-    (board,) = leaderboard(base + [dict(r) | {"_run": "copy"} for r in base])
+    (board,) = leaderboard(base + [replace(r, run="copy") for r in base])
     assert board.row("nb").summaries["rf_auc"].n == 2
 
 
@@ -114,7 +116,7 @@ WIN_RATE_DATA = {
 EXPECTED = {"A": [0.75, 1.0, 0.75], "B": [0.375, 0.0, 0.0], "C": [0.375, 0.75]}
 
 
-def win_rate_records(with_controls: bool) -> list[dict]:
+def win_rate_records(with_controls: bool) -> list[JobRecord]:
     records = [job(label, seed, auc, mmd) for seed, row in WIN_RATE_DATA.items() for label, (auc, mmd) in row.items()]
     records.append(job("C", 1, status="failed", error="RuntimeError: diverged"))
     if with_controls:
@@ -222,7 +224,7 @@ def test_records_written_before_the_scores_layout_are_read() -> None:
     legacy = {"job_id": "j", "key": "k", "label": "nb", "generator": "nb", "seed": 0, "status": "ok",
               "dataset": "pbmc68k-mini", "fingerprint": SPLIT_11, "protocol": "scgan-v1", "evaluate": {"n_trees": 50},
               "metrics": {"rf_auc": 0.7, "mmd": None}, "per_cluster": {"0": {"rf_auc": 0.8}}}
-    (board,) = leaderboard([legacy])
+    (board,) = leaderboard([JobRecord.from_json(legacy)])
     assert board.protocol == "scgan-v1" and board.settings == {"n_trees": 50}
     assert board.row("nb").mean("rf_auc") == 0.7 and "mmd" not in board.metrics
 
@@ -259,7 +261,7 @@ def test_the_report_of_one_run_reads_every_protocol(tmp_path: Path) -> None:
                          if label != "splat" else score({}, status="failed", error="ValueError: no HVGs")})
                for s in (0, 1) for label, auc in (("positive", 0.5), ("nb", 0.6), ("splat", 0.9))]
     for record in records:
-        record |= {"dataset": "/home/me/cells.h5ad", "fingerprint": FILE_A}
+        record.dataset, record.fingerprint = "/home/me/cells.h5ad", FILE_A
     run = write_run(tmp_path / "run", records, dataset="/home/me/cells.h5ad", fingerprint=FILE_A)
     result = runner.invoke(app, ["report", str(run), "--format", "md"])
     assert result.exit_code == 0, result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from scldbench.cli import app
 from scldbench.errors import ScldbenchError
+from scldbench.record import JobRecord
 from scldbench.report import formatting as fmt
 from scldbench.report.leaderboard import leaderboard, load_records
 from scldbench.report.markdown import leaderboard_markdown
@@ -47,7 +49,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def toy_records() -> list[dict]:
+def toy_records() -> list[JobRecord]:
     return [
         record("positive", 0, 0.50, 0.10), record("positive", 1, 0.52, 0.12),
         record("random", 0, 1.00, 1.50), record("random", 1, 1.00, 1.40),
@@ -66,13 +68,13 @@ def independent_interval(values: list[float]) -> tuple[float, float, float]:
 
 
 def test_leaderboard_numbers_match_an_independent_computation(run_dir: Path) -> None:
-    views = [v for r in RunStore(run_dir).records() for v in protocol_views(r) if v["protocol"] == "scgan-v1"]
+    views = [v for r in RunStore(run_dir).records() for v in protocol_views(r) if v.protocol == "scgan-v1"]
     board = next(b for b in leaderboard(load_records(run_dir.parent)) if b.protocol == "scgan-v1")
     assert {r.label for r in board.rows} == {"positive", "shuffle", "random"}
     for row in board.rows:
         for metric in ("rf_auc", "mmd", "fit_seconds"):
-            values = [v["metrics"][metric] if metric in v["metrics"] else v[metric]
-                      for v in views if v["label"] == row.label]
+            values = [v.metrics[metric] if metric in v.metrics else getattr(v.record, metric)
+                      for v in views if v.record.label == row.label]
             mean, low, high = independent_interval(values)
             got = row.summaries[metric]
             assert got.n == 2
@@ -126,12 +128,10 @@ def test_all_failed_row_is_shown_and_sort_is_best_first() -> None:
 
 
 def test_note_runs_and_params_variants() -> None:
-    records = toy_records()
-    for r in records:
-        r["dataset_note"] = "dataset 'pbmc68k' could not be had; this run used 'toy' instead"
-        r["_run"] = "a"
-    variant = record("good", 0, 0.7, 0.4, generator="nb") | {"params": {"size_factors": True}, "key": "v", "_run": "b"}
-    duplicate = dict(records[0]) | {"_run": "b"}  # the same job found in a second run folder counts once
+    note = "dataset 'pbmc68k' could not be had; this run used 'toy' instead"
+    records = [replace(r, dataset_note=note, run="a") for r in toy_records()]
+    variant = replace(record("good", 0, 0.7, 0.4, generator="nb"), params={"size_factors": True}, key="v", run="b")
+    duplicate = replace(records[0], run="b")  # the same job found in a second run folder counts once
     (board,) = leaderboard(records + [variant, duplicate])
     assert board.notes == ["dataset 'pbmc68k' could not be had; this run used 'toy' instead"]
     assert {"good (a)", "good (b)"} <= {r.label for r in board.rows}

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from scldbench.errors import ScldbenchError, suggest
+from scldbench.record import JobRecord
 from scldbench.report.leaderboard import Board, leaderboard
-from scldbench.results import load_records, results_frame
+from scldbench.results import load_records, results_frame, with_run_info
 from scldbench.store import RunStore
 
 FORMATS = ("rich", "md", "html")
 #: the leaderboard also writes the tidy table of every score (`scldbench.load_results`) as CSV
 LEADERBOARD_FORMATS = (*FORMATS, "csv")
 EMBEDDINGS = ("umap", "pca", "none")
-Record = dict[str, Any]
 
 
 def check_choice(value: str, allowed: Sequence[str], option: str) -> str:
@@ -57,23 +57,18 @@ def with_sort_column(metrics: Sequence[str] | None, sort: str | None) -> list[st
     return [sort, *chosen]
 
 
-def load_run(run_dir: Path) -> tuple[RunStore, Record, list[Record]]:
+def load_run(run_dir: Path) -> tuple[RunStore, dict[str, Any], list[JobRecord]]:
     if not run_dir.exists():
         raise ScldbenchError(f"{run_dir} does not exist; give a run folder made by `scldbench run ... --out DIR`")
     store = RunStore(run_dir)
     info = store.read_run()
-    records = [r | {"_run": run_dir.name} for r in store.records()]
+    records = [with_run_info(r, run_dir.name, info) for r in store.records()]
     if not records:
         raise ScldbenchError(f"{run_dir} holds no job records yet; wait for `scldbench run` to finish a job")
-    for record in records:
-        record.setdefault("dataset", info.get("dataset"))
-        record.setdefault("fingerprint", info.get("fingerprint"))
-        if not record.get("dataset_note") and info.get("note"):
-            record["dataset_note"] = info["note"]
     return store, info, records
 
 
-def run_figures(store: RunStore, records: Sequence[Record], embedding: str = "umap") -> dict[str, bytes | None]:
+def run_figures(store: RunStore, records: Sequence[JobRecord], embedding: str = "umap") -> dict[str, bytes | None]:
     from scldbench.report import plots
     from scldbench.report.tables import by_protocol
 
@@ -116,7 +111,7 @@ def leaderboard_document(boards: Sequence[Board], form: str, metrics: Sequence[s
     from scldbench.report.html import leaderboard_html
     from scldbench.report.plots import training_times
 
-    figures = {b.title: training_times([r for row in b.rows for r in row.jobs]) for b in boards}
+    figures = {b.title: training_times([v.record for row in b.rows for v in row.jobs]) for b in boards}
     return leaderboard_html(boards, figures, metrics, sort)
 
 

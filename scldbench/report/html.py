@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from scldbench.record import JobRecord
 from scldbench.report import formatting as fmt
 from scldbench.report import tables
 from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
 from scldbench.report.published import published_tables
-
-Record = dict[str, Any]
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1500px;
@@ -119,8 +118,8 @@ def leaderboard_html(boards: Sequence[Board], figures: dict[str, bytes | None] |
     return page("scldbench leaderboard", "\n".join(parts))
 
 
-def run_html(info: Record, records: Sequence[Record], boards: Sequence[Board], figures: dict[str, bytes | None],
-             metrics: Sequence[str] | None = None) -> str:
+def run_html(info: dict[str, Any], records: Sequence[JobRecord], boards: Sequence[Board],
+             figures: dict[str, bytes | None], metrics: Sequence[str] | None = None) -> str:
     """The report of one run. `figures` keys: cluster_heatmap, guidance_sweep, embeddings, training_times."""
     parts = [f"<h1>scldbench report: {escape(str(info.get('suite', 'run')))}</h1>",
              header_html(tables.run_header(info, records)), "<h2>Leaderboard</h2>",

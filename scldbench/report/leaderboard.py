@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.metrics.aggregate import ScaledScore, SeedSummary, mean_interval, scale_scores
+from scldbench.record import JobRecord, is_number
 from scldbench.report import ranking
 from scldbench.report.metrics_info import (
     CONTROLS,
@@ -30,6 +31,7 @@ from scldbench.report.metrics_info import (
 )
 from scldbench.results import (
     SHORT_FINGERPRINT,
+    ProtocolView,
     dataset_name,
     dedupe,
     load_records,
@@ -40,8 +42,6 @@ from scldbench.results import (
 
 __all__ = ["Board", "Row", "build_boards", "leaderboard", "load_records"]
 
-Record = dict[str, Any]
-
 
 @dataclass
 class Row:
@@ -49,7 +49,7 @@ class Row:
 
     label: str
     generator: str
-    jobs: list[Record]
+    jobs: list[ProtocolView]
     summaries: dict[str, SeedSummary] = field(default_factory=dict)
     scaled: dict[str, ScaledScore] = field(default_factory=dict)
     #: mean win rate over seeds (None for controls, which are not ranked)
@@ -60,23 +60,23 @@ class Row:
         return self.generator in CONTROLS
 
     @property
-    def ok(self) -> list[Record]:
-        return [r for r in self.jobs if r.get("status") == "ok"]
+    def ok(self) -> list[ProtocolView]:
+        return [v for v in self.jobs if v.ok]
 
     @property
-    def failed(self) -> list[Record]:
-        return [r for r in self.jobs if r.get("status") != "ok"]
+    def failed(self) -> list[ProtocolView]:
+        return [v for v in self.jobs if not v.ok]
 
     @property
     def seeds(self) -> list[int]:
-        return sorted({int(r.get("seed", 0)) for r in self.jobs})
+        return sorted({v.record.seed for v in self.jobs})
 
     def status(self) -> str:
         """'ok', or 'k of n failed: <first error>'."""
         failed = self.failed
         if not failed:
             return "ok"
-        error = failed[0].get("error") or failed[0].get("status") or "unknown error"
+        error = failed[0].error or failed[0].status or "unknown error"
         return f"{len(failed)} of {len(self.jobs)} failed: {error}"
 
     def mean(self, metric: str) -> float:
@@ -131,16 +131,13 @@ class Board:
         return next(r for r in self.rows if r.label == label)
 
 
-def _numeric(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def record_values(view: Record) -> dict[str, float]:
+def record_values(view: ProtocolView) -> dict[str, float]:
     """The numeric metrics of a finished protocol view plus its job's timings."""
-    values = {k: float(v) for k, v in (view.get("metrics") or {}).items() if _numeric(v)}
+    values = dict(view.metrics)
     for name in TIMINGS:
-        if _numeric(view.get(name)):
-            values[name] = float(view[name])
+        value = getattr(view.record, name, None)
+        if is_number(value):
+            values[name] = float(value)
     return values
 
 
@@ -151,24 +148,24 @@ def summarise_row(row: Row, confidence: float = 0.95) -> None:
     row.summaries = {name: mean_interval((v[name] for v in values if name in v), confidence) for name in names}
 
 
-def _params_key(record: Record) -> str:
-    return json.dumps(record.get("params") or {}, sort_keys=True, default=str)
+def _params_key(record: JobRecord) -> str:
+    return json.dumps(record.params or {}, sort_keys=True, default=str)
 
 
-def group_rows(views: Sequence[Record]) -> list[Row]:
+def group_rows(views: Sequence[ProtocolView]) -> list[Row]:
     """Rows by label, in first-seen order; a label run with different params in different runs is split and
     its rows named `label (run)` so that different settings are never averaged together."""
-    by_label: dict[str, dict[str, list[Record]]] = {}
+    by_label: dict[str, dict[str, list[ProtocolView]]] = {}
     for view in views:
-        by_label.setdefault(view["label"], {}).setdefault(_params_key(view), []).append(view)
+        by_label.setdefault(view.record.label, {}).setdefault(_params_key(view.record), []).append(view)
     rows = []
     for label, variants in by_label.items():
         for jobs in variants.values():
             name = label
             if len(variants) > 1:
-                name = f"{label} ({', '.join(sorted({str(j.get('_run', '?')) for j in jobs}))})"
-            jobs = sorted(jobs, key=lambda r: r.get("seed", 0))
-            rows.append(Row(name, str(jobs[0].get("generator", label)), jobs))
+                name = f"{label} ({', '.join(sorted({str(j.record.run or '?') for j in jobs}))})"
+            jobs = sorted(jobs, key=lambda v: v.record.seed)
+            rows.append(Row(name, jobs[0].record.generator, jobs))
     return rows
 
 
@@ -188,7 +185,7 @@ def scale_rows(rows: Sequence[Row]) -> None:
         row.scaled = scale_scores(means, negative, positive)
 
 
-def build_board(views: Sequence[Record], confidence: float = 0.95) -> Board:
+def build_board(views: Sequence[ProtocolView], confidence: float = 0.95) -> Board:
     """One board from protocol views that share the prepared data, the protocol and its settings."""
     rows = group_rows(views)
     for row in rows:
@@ -199,36 +196,35 @@ def build_board(views: Sequence[Record], confidence: float = 0.95) -> Board:
     for row in rows:
         row.win_rate = rates.get(row.label)
     first = views[0]
-    notes = sorted({r["dataset_note"] for r in views if r.get("dataset_note")})
-    runs = sorted({str(r["_run"]) for r in views if r.get("_run")})
-    scored = [v for v in views if v.get("protocol_description") or v.get("settings")]
-    description = next((v["protocol_description"] for v in scored if v.get("protocol_description")), "")
-    settings = next((v["settings"] for v in scored if v.get("settings")), {})
-    protocol = str(first.get("protocol")) if first.get("protocol") else "none (no job was scored)"
-    board = Board(dataset_name(first), protocol, description, notes, rows, metrics, runs,
-                  fingerprint=str(first.get("fingerprint") or ""), settings=dict(settings))
+    notes = sorted({v.record.dataset_note for v in views if v.record.dataset_note})
+    runs = sorted({v.record.run for v in views if v.record.run})
+    description = next((v.description for v in views if v.description), "")
+    settings = next((v.settings for v in views if v.settings), {})
+    protocol = first.protocol or "none (no job was scored)"
+    board = Board(dataset_name(first.record), protocol, description, notes, rows, metrics, runs,
+                  fingerprint=first.record.fingerprint or "", settings=dict(settings))
     board.marks = ranking.mark_rows(rows, metrics)
     return board
 
 
-def _data_key(view: Record) -> str:
-    return str(view.get("fingerprint") or f"dataset:{view.get('dataset')}")
+def _data_key(view: ProtocolView) -> str:
+    return view.record.fingerprint or f"dataset:{view.record.dataset}"
 
 
-def group_views(records: Sequence[Record]) -> list[list[Record]]:
+def group_views(records: Sequence[JobRecord]) -> list[list[ProtocolView]]:
     """Protocol views of `records` grouped by (prepared data, protocol, settings), in first-seen order. A job
     scored by no protocol (it failed first) joins every group of its data, so that its failure stays visible."""
-    groups: dict[tuple[str, str, str], list[Record]] = {}
+    groups: dict[tuple[str, str, str], list[ProtocolView]] = {}
     unscored = []
     for view in dedupe(v for r in records for v in protocol_views(r)):
-        if view["protocol"] is None:
+        if view.protocol is None:
             unscored.append(view)
         else:
-            groups.setdefault((_data_key(view), view["protocol"], settings_key(view["settings"])), []).append(view)
+            groups.setdefault((_data_key(view), view.protocol, settings_key(view.settings)), []).append(view)
     for view in unscored:
         targets = [key for key in groups if key[0] == _data_key(view)]
         for key in targets:
-            groups[key].append(view | {"protocol": key[1]})
+            groups[key].append(replace(view, protocol=key[1]))
         if not targets:
             groups.setdefault((_data_key(view), "", "{}"), []).append(view)
     return list(groups.values())
@@ -255,7 +251,7 @@ def tell_apart(boards: Sequence[Board]) -> None:
             board.variant = settings_text({k: board.settings.get(k) for k in differ})
 
 
-def build_boards(records: Sequence[Record], confidence: float = 0.95) -> list[Board]:
+def build_boards(records: Sequence[JobRecord], confidence: float = 0.95) -> list[Board]:
     """One board per (prepared data, protocol, protocol settings), in first-seen order."""
     boards = [build_board(views, confidence) for views in group_views(records)]
     tell_apart(boards)
@@ -303,7 +299,7 @@ def sort_rows(board: Board, metric: str | None) -> None:
     board.rows.sort(key=key)
 
 
-def leaderboard(records: Sequence[Record], sort: str | None = None, confidence: float = 0.95) -> list[Board]:
+def leaderboard(records: Sequence[JobRecord], sort: str | None = None, confidence: float = 0.95) -> list[Board]:
     """Boards from `records` (job records as stored), rows sorted by `sort`: a metric name, 'win_rate', 'label',
     or None for the board's primary metric."""
     boards = build_boards(records, confidence)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from scldbench.record import JobRecord
 from scldbench.report import formatting as fmt
 from scldbench.report import tables
 from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
 from scldbench.report.published import published_tables
-
-Record = dict[str, Any]
 
 
 def _escape(text: str) -> str:
@@ -59,7 +58,7 @@ def leaderboard_markdown(boards: Sequence[Board], metrics: Sequence[str] | None 
     return "\n".join(head) + "\n\n" + "\n".join([*summaries, *(board_markdown(b, metrics) for b in boards)])
 
 
-def run_markdown(info: Record, records: Sequence[Record], boards: Sequence[Board],
+def run_markdown(info: dict[str, Any], records: Sequence[JobRecord], boards: Sequence[Board],
                  metrics: Sequence[str] | None = None) -> str:
     """The report of one run: what ran where, the leaderboard, per-cluster scores, guidance sweep, jobs."""
     lines = [f"# scldbench report: {info.get('suite', 'run')}", ""]

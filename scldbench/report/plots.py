@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -17,7 +17,10 @@ import numpy as np  # noqa: E402
 from scldbench.counts.numpy import log_normalise  # noqa: E402
 from scldbench.metrics.aggregate import mean_interval  # noqa: E402
 
-Record = dict[str, Any]
+if TYPE_CHECKING:
+    from scldbench.record import JobRecord
+    from scldbench.results import ProtocolView
+
 MAX_EMBEDDING_PANELS = 8
 
 
@@ -28,11 +31,12 @@ def to_png(fig: Any, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def _by_label(records: Sequence[Record]) -> dict[str, list[Record]]:
-    out: dict[str, list[Record]] = {}
+def _by_label(records: Sequence[JobRecord]) -> dict[str, list[JobRecord]]:
+    """label -> its finished records, in first-seen order."""
+    out: dict[str, list[JobRecord]] = {}
     for record in records:
-        if record.get("status") == "ok":
-            out.setdefault(record["label"], []).append(record)
+        if record.ok:
+            out.setdefault(record.label, []).append(record)
     return out
 
 
@@ -40,21 +44,26 @@ def _cluster_order(names: set[str]) -> list[str]:
     return sorted(names, key=lambda c: (0, int(c), "") if c.isdigit() else (1, 0, c))
 
 
-def cluster_auc_matrix(records: Sequence[Record]) -> tuple[list[str], list[str], np.ndarray]:
-    """(labels, clusters, mean per-cluster RF AUC over seeds; NaN where skipped or missing)."""
-    groups = {k: v for k, v in _by_label(records).items() if any(r.get("per_cluster") for r in v)}
-    clusters = _cluster_order({c for rs in groups.values() for r in rs for c in (r.get("per_cluster") or {})})
+def cluster_auc_matrix(views: Sequence[ProtocolView]) -> tuple[list[str], list[str], np.ndarray]:
+    """(labels, clusters, mean per-cluster RF AUC over seeds; NaN where skipped or missing) of one protocol's
+    views."""
+    groups: dict[str, list[ProtocolView]] = {}
+    for view in views:
+        if view.ok:
+            groups.setdefault(view.record.label, []).append(view)
+    groups = {k: v for k, v in groups.items() if any(view.per_cluster for view in v)}
+    clusters = _cluster_order({c for vs in groups.values() for v in vs for c in v.per_cluster})
     matrix = np.full((len(groups), len(clusters)), np.nan)
     for i, rows in enumerate(groups.values()):
         for j, cluster in enumerate(clusters):
-            values = [(r.get("per_cluster") or {}).get(cluster, {}).get("rf_auc") for r in rows]
+            values = [v.per_cluster.get(cluster, {}).get("rf_auc") for v in rows]
             matrix[i, j] = mean_interval(v for v in values if v is not None).mean
     return list(groups), clusters, matrix
 
 
-def cluster_heatmap(records: Sequence[Record]) -> bytes | None:
+def cluster_heatmap(views: Sequence[ProtocolView]) -> bytes | None:
     """Generator x cluster heatmap of the per-cluster RF AUC (0.5 = indistinguishable); grey = not scored."""
-    labels, clusters, matrix = cluster_auc_matrix(records)
+    labels, clusters, matrix = cluster_auc_matrix(views)
     if not labels or not clusters:
         return None
     fig, ax = plt.subplots(figsize=(1.2 + 0.62 * len(clusters), 1.0 + 0.45 * len(labels)))
@@ -70,11 +79,11 @@ def cluster_heatmap(records: Sequence[Record]) -> bytes | None:
     return to_png(fig)
 
 
-def _sweep_curves(rows: Sequence[Record]) -> dict[str, tuple[list[float], list[float], list[float], list[float]]]:
+def _sweep_curves(rows: Sequence[JobRecord]) -> dict[str, tuple[list[float], list[float], list[float], list[float]]]:
     """cluster -> (weights, mean on-target, min, max) over the seeds of one label."""
     points: dict[str, dict[float, list[float]]] = {}
     for record in rows:
-        for p in record.get("guidance_sweep") or []:
+        for p in record.guidance_sweep or []:
             points.setdefault(str(p["cluster"]), {}).setdefault(float(p["guidance"]), []).append(float(p["on_target"]))
     curves = {}
     for cluster in _cluster_order(set(points)):
@@ -84,9 +93,9 @@ def _sweep_curves(rows: Sequence[Record]) -> dict[str, tuple[list[float], list[f
     return curves
 
 
-def guidance_sweep(records: Sequence[Record]) -> bytes | None:
+def guidance_sweep(records: Sequence[JobRecord]) -> bytes | None:
     """On-target fraction vs guidance weight w, one line per cluster, one panel per generator (paper Fig. 5)."""
-    groups = {k: v for k, v in _by_label(records).items() if any(r.get("guidance_sweep") for r in v)}
+    groups = {k: v for k, v in _by_label(records).items() if any(r.guidance_sweep for r in v)}
     if not groups:
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.6), squeeze=False, sharey=True)
@@ -104,17 +113,18 @@ def guidance_sweep(records: Sequence[Record]) -> bytes | None:
     return to_png(fig)
 
 
-def training_times(records: Sequence[Record]) -> bytes | None:
+def training_times(records: Sequence[JobRecord]) -> bytes | None:
     """Fit and sample seconds per generator, mean over seeds with min–max whiskers, log scale (paper Fig. 4)."""
     groups = _by_label(records)
-    groups = {k: v for k, v in groups.items() if any(r.get("fit_seconds") is not None for r in v)}
+    groups = {k: v for k, v in groups.items() if any(r.fit_seconds is not None for r in v)}
     if not groups:
         return None
     labels = list(groups)
     y = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * len(labels)))
     for offset, key, colour in ((-0.2, "fit_seconds", "#3b6ea5"), (0.2, "sample_seconds", "#e08a2c")):
-        values = [[float(r[key]) for r in groups[k] if r.get(key) is not None] or [math.nan] for k in labels]
+        values = [[float(getattr(r, key)) for r in groups[k] if getattr(r, key) is not None] or [math.nan]
+                  for k in labels]
         mean = np.array([np.mean(v) for v in values])
         floor = 1e-5  # a log axis cannot show 0 s: controls that take no time sit at the floor
         mean = np.maximum(mean, floor)
@@ -129,7 +139,7 @@ def training_times(records: Sequence[Record]) -> bytes | None:
     ax.grid(axis="x", alpha=0.3)
     ax.set_xlim(right=float(np.nanmax(ax.get_xlim()[1])) * 30)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    device = next((r.get("device") for r in records if r.get("device")), "")
+    device = next((r.device for r in records if r.device), "")
     ax.set_title(f"Training and sampling time per generator ({device})")
     return to_png(fig)
 
@@ -192,13 +202,13 @@ def embeddings(
     return to_png(fig)
 
 
-def run_samples(records: Sequence[Record], read: Callable[[str], Any]) -> dict[str, Any]:
+def run_samples(records: Sequence[JobRecord], read: Callable[[str], Any]) -> dict[str, Any]:
     """label -> the generated counts of its first finished job with saved samples (`read(job_id)` -> AnnData)."""
     out: dict[str, Any] = {}
     for record in records:
-        if record.get("status") != "ok" or record["label"] in out:
+        if not record.ok or record.label in out:
             continue
-        adata = read(record["job_id"])
+        adata = read(record.job_id)
         if adata is not None:
-            out[record["label"]] = adata.X
+            out[record.label] = adata.X
     return out

@@ -96,7 +96,7 @@ def mark_rows(rows: Sequence[Row], metrics: Iterable[str]) -> dict[str, dict[str
 
 
 def _seed_value(row: Row, metric: str, seed: int) -> float:
-    values = [r["metrics"].get(metric) for r in row.ok if int(r.get("seed", 0)) == seed]
+    values = [v.metrics.get(metric) for v in row.ok if v.record.seed == seed]
     values = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(values)) if values else math.nan
 
@@ -105,7 +105,7 @@ def seed_win_rates(rows: Sequence[Row], metrics: Iterable[str]) -> dict[str, dic
     """label -> seed -> mean win rate of each contestant on that seed (see the module docstring)."""
     contestants = [r for r in rows if not r.is_control]
     metrics = win_rate_metrics(metrics)
-    seeds = sorted({int(j.get("seed", 0)) for r in contestants for j in r.ok})
+    seeds = sorted({v.record.seed for r in contestants for v in r.ok})
     out: dict[str, dict[int, float]] = {r.label: {} for r in contestants}
     for seed in seeds:
         shares: dict[str, list[float]] = {r.label: [] for r in contestants}

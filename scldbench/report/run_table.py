@@ -17,7 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from scldbench.errors import ScldbenchError, suggest
-from scldbench.results import protocol_views
+from scldbench.record import JobRecord
+from scldbench.results import ProtocolView, protocol_views
 
 #: characters of a failed job's error shown in the table (the record keeps all of it)
 ERROR_CHARS = 60
@@ -54,15 +55,15 @@ def one_line(text: str, limit: int = ERROR_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
-def group_records(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def group_records(records: Sequence[JobRecord]) -> dict[str, dict[str, list[ProtocolView]]]:
     """protocol -> label -> that label's views under the protocol (see `scldbench.results.protocol_views`); a job
     that failed before scoring counts under every protocol."""
     views = [v for r in records for v in protocol_views(r)]
-    protocols = list(dict.fromkeys(v["protocol"] for v in views if v["protocol"] is not None)) or ["–"]
-    groups: dict[str, dict[str, list[dict[str, Any]]]] = {p: {} for p in protocols}
+    protocols = list(dict.fromkeys(v.protocol for v in views if v.protocol is not None)) or ["–"]
+    groups: dict[str, dict[str, list[ProtocolView]]] = {p: {} for p in protocols}
     for view in views:
-        for protocol in [view["protocol"]] if view["protocol"] is not None else protocols:
-            groups[protocol].setdefault(str(view.get("label")), []).append(view)
+        for protocol in [view.protocol] if view.protocol is not None else protocols:
+            groups[protocol].setdefault(view.record.label, []).append(view)
     return groups
 
 
@@ -85,11 +86,11 @@ def _ordered(present: Sequence[str]) -> list[str]:
     return [n for n in declared if n in present] + sorted(n for n in present if n not in declared)
 
 
-def check_metric_names(records: Sequence[dict[str, Any]], metrics: Sequence[str] | None) -> None:
+def check_metric_names(records: Sequence[JobRecord], metrics: Sequence[str] | None) -> None:
     """Refuse names in `metrics` that no record holds (one line naming the known ones)."""
     if not metrics or list(metrics) == ["all"]:
         return
-    known = sorted({m for r in records for v in protocol_views(r) for m in v["metrics"]})
+    known = sorted({m for r in records for v in protocol_views(r) for m in v.metrics})
     for name in metrics:
         if name not in known:
             raise ScldbenchError(f"--metrics names {name!r}, which no record holds{suggest(name, known)}; "
@@ -115,27 +116,27 @@ def _label(name: str) -> str:
     return LABELS.get(name, name)
 
 
-def _summary(views: list[dict[str, Any]], name: str, digits: int = 3, field: bool = False) -> str:
+def _summary(views: list[ProtocolView], name: str, digits: int = 3, field: bool = False) -> str:
     """Mean (± standard deviation) over the ok views of a metric (or, with `field`, of a record field)."""
-    values = [v.get(name) if field else v["metrics"].get(name) for v in views if v["status"] == "ok"]
+    values = [getattr(v.record, name) if field else v.metrics.get(name) for v in views if v.ok]
     return _fmt(_mean(values), digits) + ("" if field else _spread(values))
 
 
-def _status(views: list[dict[str, Any]]) -> Text:
+def _status(views: list[ProtocolView]) -> Text:
     """'ok', or 'N failed: <the first error on one line>' cut with an ellipsis where the column ends."""
-    failed = [v for v in views if v["status"] != "ok"]
+    failed = [v for v in views if not v.ok]
     if not failed:
         return Text("ok")
-    error = one_line(failed[0].get("error") or "")
+    error = one_line(failed[0].error or "")
     return Text(f"{len(failed)} failed" + (f": {error}" if error else ""), style="red", no_wrap=True,
                 overflow="ellipsis")
 
 
-def protocol_table(protocol: str, groups: dict[str, list[dict[str, Any]]], metrics: Sequence[str] | None,
+def protocol_table(protocol: str, groups: dict[str, list[ProtocolView]], metrics: Sequence[str] | None,
                    title: str) -> Table:
     """One row per generator (label): mean over seeds (± standard deviation) of the headline metrics of the
     protocol (`metrics` None) or of the named ones, the fit time and the status."""
-    present = {m for views in groups.values() for v in views for m in v["metrics"]}
+    present = {m for views in groups.values() for v in views for m in v.metrics}
     columns = [m for m in metrics if m in present] if metrics else headline_metrics(protocol, present)
     table = Table(title=title)
     table.add_column("generator", no_wrap=True)
@@ -164,11 +165,11 @@ def _chunks(labels: list[str], widths: list[int], room: int) -> list[list[int]]:
     return chunks
 
 
-def protocol_tables_all(protocol: str, groups: dict[str, list[dict[str, Any]]], title: str, width: int
+def protocol_tables_all(protocol: str, groups: dict[str, list[ProtocolView]], title: str, width: int
                         ) -> list[Table]:
     """Every metric and cost of the protocol, one row each (by the name `--metrics` takes) and one column per
     generator; generators that do not fit in `width` go on to a further table."""
-    present = {m for views in groups.values() for v in views for m in v["metrics"]}
+    present = {m for views in groups.values() for v in views for m in v.metrics}
     names = _ordered(present)
     labels = list(groups)
     rows: list[tuple[str, list[Any]]] = [("seeds", [str(len(groups[label])) for label in labels])]
@@ -193,7 +194,7 @@ def protocol_tables_all(protocol: str, groups: dict[str, list[dict[str, Any]]], 
     return tables
 
 
-def results_table(records: Sequence[dict[str, Any]], title: str, caption: str | None = None,
+def results_table(records: Sequence[JobRecord], title: str, caption: str | None = None,
                   metrics: Sequence[str] | None = None, width: int = 100) -> Group:
     """The run's tables, one per protocol, under `title` (rich markup), with `caption` and the spread note below.
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scldbench.metrics.aggregate import mean_interval
+from scldbench.record import JobRecord
 from scldbench.report import formatting as fmt
 from scldbench.report import ranking
 from scldbench.report.leaderboard import Board, WinRates
 from scldbench.report.metrics_info import SCALED_METRICS, direction, label
-from scldbench.results import dataset_name, protocol_views
+from scldbench.results import ProtocolView, dataset_name, protocol_views
 
-Record = dict[str, Any]
 INTERVAL_NOTE = ("n: finished jobs; every ± is the half-width of the 95% t-interval over seeds (no ± with one "
                  "seed).")
 WIN_RATE_NOTE = ("win rate: per ranked metric (timings excluded), the share of the other non-control generators "
@@ -113,17 +113,17 @@ def all_metrics_table(board: Board) -> TableData:
     return table
 
 
-def by_protocol(records: Sequence[Record]) -> dict[str, list[Record]]:
+def by_protocol(records: Sequence[JobRecord]) -> dict[str, list[ProtocolView]]:
     """protocol -> the views of `records` under it (jobs scored by no protocol left out)."""
-    out: dict[str, list[Record]] = {}
+    out: dict[str, list[ProtocolView]] = {}
     for record in records:
         for view in protocol_views(record):
-            if view["protocol"] is not None:
-                out.setdefault(view["protocol"], []).append(view)
+            if view.protocol is not None:
+                out.setdefault(view.protocol, []).append(view)
     return out
 
 
-def per_cluster_tables(records: Sequence[Record]) -> list[TableData]:
+def per_cluster_tables(records: Sequence[JobRecord]) -> list[TableData]:
     """Per protocol, generator x cluster: mean per-cluster RF AUC over seeds (paper Table 5); '–' where not
     scored."""
     from scldbench.report.plots import cluster_auc_matrix
@@ -144,17 +144,17 @@ def per_cluster_tables(records: Sequence[Record]) -> list[TableData]:
     return out
 
 
-def _skipped_clusters(records: Sequence[Record]) -> list[str]:
-    names = {c for r in records for c, v in (r.get("per_cluster") or {}).items() if "skipped" in v}
+def _skipped_clusters(views: Sequence[ProtocolView]) -> list[str]:
+    names = {c for v in views for c, scores in v.per_cluster.items() if "skipped" in scores}
     return sorted(names, key=lambda c: (len(c), c))
 
 
-def guidance_table(records: Sequence[Record]) -> TableData | None:
+def guidance_table(records: Sequence[JobRecord]) -> TableData | None:
     """Generator, cluster, w -> mean on-target fraction over seeds (paper Figure 5 as numbers)."""
     points: dict[tuple[str, str, float], list[float]] = {}
     for record in records:
-        for p in record.get("guidance_sweep") or []:
-            key = (record["label"], str(p["cluster"]), float(p["guidance"]))
+        for p in record.guidance_sweep or []:
+            key = (record.label, str(p["cluster"]), float(p["guidance"]))
             points.setdefault(key, []).append(float(p["on_target"]))
     if not points:
         return None
@@ -171,43 +171,39 @@ def guidance_table(records: Sequence[Record]) -> TableData | None:
 JOB_METRICS = 2  # the first ranked metrics of each protocol shown per job
 
 
-def jobs_table(records: Sequence[Record]) -> TableData:
+def jobs_table(records: Sequence[JobRecord]) -> TableData:
     """Every job with its status, timings, memory, each protocol's first ranked scores and the error (failed jobs
     included; a protocol whose scoring failed shows its error)."""
-    views = {p: {id(r): v for r, v in _views_by_record(records, p)} for p in by_protocol(records)}
+    views = {p: {id(v.record): v for v in found} for p, found in by_protocol(records).items()}
     scored = [(p, m) for p, vs in views.items()
-              for m in ranking.win_rate_metrics({m for v in vs.values() for m in v["metrics"]})[:JOB_METRICS]]
+              for m in ranking.win_rate_metrics({m for v in vs.values() for m in v.metrics})[:JOB_METRICS]]
     headers = ["job", "generator", "seed", "status", "fit s", "sample s", "fit peak MB",
                *(f"{label(m)} ({p})" for p, m in scored), "error"]
     table = TableData("Jobs", headers, text_columns={0, 1, 3, len(headers) - 1})
     for r in records:
-        failed = r.get("status") != "ok"
-        errors = [r.get("error")] if failed else []
-        cells = [Cell(str(r.get("job_id"))), Cell(str(r.get("label"))), Cell(str(r.get("seed"))),
-                 Cell(str(r.get("status")), error=failed), Cell(fmt.number(r.get("fit_seconds"))),
-                 Cell(fmt.number(r.get("sample_seconds"))), Cell(fmt.number(r.get("fit_peak_rss_mb")))]
+        failed = not r.ok
+        errors = [r.error] if failed else []
+        cells = [Cell(r.job_id), Cell(r.label), Cell(str(r.seed)), Cell(r.status, error=failed),
+                 Cell(fmt.number(r.fit_seconds)), Cell(fmt.number(r.sample_seconds)),
+                 Cell(fmt.number(r.fit_peak_rss_mb))]
         for protocol, metric in scored:
             view = views[protocol].get(id(r))
-            cells.append(Cell(fmt.number(view["metrics"].get(metric) if view else None)))
+            cells.append(Cell(fmt.number(view.metrics.get(metric) if view else None)))
         for protocol, found in views.items():
             view = found.get(id(r))
-            if not failed and view is not None and view["status"] != "ok":
-                errors.append(f"{protocol}: {view.get('error') or view['status']}")
+            if not failed and view is not None and not view.ok:
+                errors.append(f"{protocol}: {view.error or view.status}")
         text = "; ".join(e for e in errors if e)
         cells.append(Cell(text, error=bool(text)))
         table.rows.append(cells)
     return table
 
 
-def _views_by_record(records: Sequence[Record], protocol: str) -> list[tuple[Record, Record]]:
-    return [(r, v) for r in records for v in protocol_views(r) if v["protocol"] == protocol]
-
-
-def run_header(info: Record, records: Sequence[Record]) -> list[tuple[str, str]]:
+def run_header(info: dict[str, Any], records: Sequence[JobRecord]) -> list[tuple[str, str]]:
     """(name, value) pairs describing a run: suite, dataset and note, protocol, data, device, versions, command."""
     data = info.get("data_info") or {}
-    notes = sorted({n for n in [info.get("note"), *(r.get("dataset_note") for r in records)] if n})
-    versions = info.get("versions") or next((r.get("versions") for r in records if r.get("versions")), {})
+    notes = sorted({n for n in [info.get("note"), *(r.dataset_note for r in records)] if n})
+    versions = info.get("versions") or next((r.versions for r in records if r.versions), {})
     pairs = [
         ("suite", str(info.get("suite", "–"))),
         ("dataset", ", ".join(sorted({dataset_name(r) for r in records})) or "–"),
@@ -223,11 +219,11 @@ def run_header(info: Record, records: Sequence[Record]) -> list[tuple[str, str]]
     return pairs
 
 
-def _protocols(records: Sequence[Record]) -> list[tuple[str, dict[str, Any]]]:
+def _protocols(records: Sequence[JobRecord]) -> list[tuple[str, dict[str, Any]]]:
     """(protocol, the settings its jobs were scored with) for each protocol and settings found in `records`."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for views in by_protocol(records).values():
+    for name, views in by_protocol(records).items():
         for view in views:
-            if view["status"] == "ok":
-                seen.setdefault((view["protocol"], repr(sorted(view["settings"].items()))), view["settings"])
+            if view.ok:
+                seen.setdefault((name, repr(sorted(view.settings.items()))), view.settings)
     return [(name, settings) for (name, _), settings in seen.items()]

@@ -9,13 +9,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from scldbench.record import JobRecord
 from scldbench.report import formatting as fmt
 from scldbench.report import tables
 from scldbench.report.leaderboard import Board, win_rates
 from scldbench.report.metrics_info import RANKING_NOTE
 from scldbench.report.published import published_tables
-
-Record = dict[str, Any]
 
 
 def _text(cell: tables.Cell) -> Text:
@@ -56,7 +55,7 @@ def print_boards(console: Console, boards: Sequence[Board], metrics: Sequence[st
     console.print(RANKING_NOTE, style="dim", highlight=False)
 
 
-def print_run(console: Console, info: Record, records: Sequence[Record], boards: Sequence[Board],
+def print_run(console: Console, info: dict[str, Any], records: Sequence[JobRecord], boards: Sequence[Board],
               metrics: Sequence[str] | None = None) -> None:
     for name, value in tables.run_header(info, records):
         style = "yellow" if name == "note" else "bold"

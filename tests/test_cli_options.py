@@ -60,7 +60,7 @@ def test_version_and_short_help():
 def test_shell_completion_is_offered_and_completes():
     assert "--install-completion" in runner.invoke(app, ["--help"]).output
     script = runner.invoke(app, ["--show-completion", "bash"], prog_name="scldbench")
-    assert script.exit_code == 0 and "_SCLDBENCH_COMPLETE=complete_bash" in script.output
+    assert script.exit_code == 0 and "_SCLDBENCH_COMPLETE=complete_bash" in script.output, (script.output, script.exception)
     env = {"_SCLDBENCH_COMPLETE": "complete_bash", "COMP_WORDS": "scldbench run --se", "COMP_CWORD": "2"}
     completed = runner.invoke(app, [], prog_name="scldbench", env=env)
     assert completed.output.split() == ["--seeds", "--seed"]

@@ -8,6 +8,7 @@ The measurements behind the defaults are in the decision log, docs/decisions/scl
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -122,6 +123,9 @@ class DiffusionConfig:
     dropout: float = 0.1
     batch_size: int = 128
     steps: int = 20_000
+    # > 0: at most this many passes over the training latents, so small data do not train far beyond the passes
+    # the step count was chosen at (decision log, "steps on small data"); 0: `steps` on any data
+    max_diffusion_epochs: float = 0.0
     lr: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -130,6 +134,13 @@ class DiffusionConfig:
         _require(0 < self.beta_start < self.beta_end < 1, "need 0 < beta_start < beta_end < 1")
         _require(bool(self.denoiser_channels), "denoiser_channels needs at least one width")
         _require(self.timesteps >= 1 and self.steps >= 0, "timesteps must be >= 1 and steps >= 0")
+        _require(self.max_diffusion_epochs >= 0, f"max_diffusion_epochs must be >= 0, got {self.max_diffusion_epochs}")
+
+    def training_steps(self, n_cells: int) -> int:
+        """Denoiser updates for `n_cells` training cells: `steps`, fewer when `max_diffusion_epochs` caps them."""
+        if self.max_diffusion_epochs <= 0:
+            return self.steps
+        return min(self.steps, max(1, math.ceil(self.max_diffusion_epochs * n_cells / self.batch_size)))
 
     @property
     def clips_latents(self) -> bool:

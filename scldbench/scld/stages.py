@@ -273,11 +273,12 @@ def fit_diffusion(
     model = Denoiser(
         latents.shape[1], profiles, cfg.denoiser_channels, cfg.cond_dim, cfg.time_dim, cfg.dropout, cfg.fusion
     ).to(cells.device)
+    steps = cfg.training_steps(latents.shape[0])
     denoiser, figures = train_denoiser(
-        model, latents, cells.cluster, cells.n_clusters, schedule, cfg.steps, cfg.lr, cfg.batch_size, cfg.cond_drop,
+        model, latents, cells.cluster, cells.n_clusters, schedule, steps, cfg.lr, cfg.batch_size, cfg.cond_drop,
         amp, rng, log.info,
     )
-    return LatentDiffusion(denoiser, scaler, schedule, centre, bound), latents, figures
+    return LatentDiffusion(denoiser, scaler, schedule, centre, bound), latents, figures | {"diffusion_steps": steps}
 
 
 # ----------------------------------------------------------------- the fit-time draw

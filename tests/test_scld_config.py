@@ -118,3 +118,13 @@ def test_fit_time_draws_take_the_fit_sampler_and_samples_the_sampling_one(monkey
     model.sample(10, seed=1)
     assert {kind for kind, fit in calls if fit} == {"ddim"}
     assert {kind for kind, fit in calls if not fit} == {"ddpm"}
+
+
+def test_diffusion_epochs_cap_only_shortens_training_on_small_data():
+    uncapped = SCLDConfig.cpu().diffusion
+    assert uncapped.training_steps(300) == uncapped.training_steps(50_000) == 4000
+    capped = SCLDConfig.cpu().replace(max_diffusion_epochs=420).diffusion
+    assert capped.training_steps(560) == 1838  # ceil(420 * 560 / 128)
+    assert capped.training_steps(1256) == 4000  # 408 passes at 4,000 steps: under the cap
+    with pytest.raises(ScldbenchError, match="max_diffusion_epochs must be >= 0"):
+        SCLD(max_diffusion_epochs=-1)

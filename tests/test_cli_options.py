@@ -57,8 +57,10 @@ def test_version_and_short_help():
         assert option in run_help.output
 
 
-def test_shell_completion_is_offered_and_completes():
+def test_shell_completion_is_offered_and_completes(monkeypatch):
     assert "--install-completion" in runner.invoke(app, ["--help"]).output
+    # name the shell: detecting it from the parent processes depends on how the tests were started
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     script = runner.invoke(app, ["--show-completion", "bash"], prog_name="scldbench")
     assert script.exit_code == 0 and "_SCLDBENCH_COMPLETE=complete_bash" in script.output, (script.output, script.exception)
     env = {"_SCLDBENCH_COMPLETE": "complete_bash", "COMP_WORDS": "scldbench run --se", "COMP_CWORD": "2"}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from scldbench.data.prepare import PrepareSettings, prepare, stratified_split
 from scldbench.errors import ScldbenchError
@@ -74,6 +77,20 @@ def test_cache_reuses_by_fingerprint_and_settings(pbmc_mini, monkeypatch):
 def test_computed_clusters_reach_the_target_number(pbmc_mini):
     p = prepare(pbmc_mini, PrepareSettings(n_clusters=6), use_cache=False)
     assert p.info["n_clusters"] == 6
+
+
+def test_clusters_are_computed_on_data_large_enough_for_the_approximate_neighbour_search():
+    from scldbench.data.neighbours import APPROXIMATE_FROM
+    from scldbench.data.prepare import compute_clusters
+
+    rng = np.random.default_rng(0)
+    n = APPROXIMATE_FROM + 8
+    group = np.arange(n) % 3
+    means = rng.gamma(2.0, 1.0, size=(3, 60)) * np.where(np.arange(60) // 20 == np.arange(3)[:, None], 8.0, 1.0)
+    cells = ad.AnnData(sp.csr_matrix(rng.poisson(means[group]).astype(np.float32)))
+    labels = compute_clusters(cells, None, 0.1, seed=0)
+    assert len(labels) == n and labels.nunique() >= 3
+    assert pd.crosstab(labels.to_numpy(), group).max(axis=1).sum() / n > 0.95  # the three groups come back
 
 
 def test_bad_fractions_are_rejected(pbmc_mini):

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from scldbench.data.cache import cache_dir
 from scldbench.data.layers import CLI_CHOICE, check_counts_in, with_counts_from
+from scldbench.data.neighbours import neighbour_transformer
 from scldbench.errors import ScldbenchError, suggest
 
 CLUSTER_KEY = "cluster"
@@ -95,7 +96,8 @@ def compute_clusters(adata: ad.AnnData, n_clusters: int | None, resolution: floa
         work = work[:, work.var["highly_variable"]].copy()
     sc.pp.scale(work, max_value=10)
     sc.pp.pca(work, n_comps=min(50, work.n_obs - 1, work.n_vars - 1), random_state=seed)
-    sc.pp.neighbors(work, n_neighbors=15, random_state=seed)
+    sc.pp.neighbors(work, n_neighbors=15, random_state=seed,
+                    transformer=neighbour_transformer(work.n_obs, n_neighbors=15, seed=seed))
 
     def leiden(res: float) -> pd.Series:
         sc.tl.leiden(work, resolution=res, random_state=seed, key_added="_leiden", flavor="igraph", n_iterations=2)

@@ -62,7 +62,8 @@ def test_shell_completion_is_offered_and_completes(monkeypatch):
     # name the shell: detecting it from the parent processes depends on how the tests were started
     monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     script = runner.invoke(app, ["--show-completion", "bash"], prog_name="scldbench")
-    assert script.exit_code == 0 and "_SCLDBENCH_COMPLETE=complete_bash" in script.output, (script.output, script.exception)
+    assert script.exit_code == 0, script.output
+    assert "_SCLDBENCH_COMPLETE=complete_bash" in script.output
     env = {"_SCLDBENCH_COMPLETE": "complete_bash", "COMP_WORDS": "scldbench run --se", "COMP_CWORD": "2"}
     completed = runner.invoke(app, [], prog_name="scldbench", env=env)
     assert completed.output.split() == ["--seeds", "--seed"]

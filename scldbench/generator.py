@@ -368,13 +368,19 @@ class Generator(ABC):
         return {}
 
     # ----------------------------------------------------------------- persistence
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.weight_modules and cls._build_module is Generator._build_module:
+            raise TypeError(f"{cls.__name__} lists weight_modules {cls.weight_modules} but does not define "
+                            "_build_module(name), which load needs to rebuild them")
+
     def _build_module(self, name: str) -> torch.nn.Module:
         """An untrained network for the fitted attribute `name` (one of `weight_modules`), on the device it runs on.
 
         Its shape comes from the parameters and the fitted state outside the networks, so `load` can rebuild it
         before filling in the saved weights; `_fit` builds its networks with it too, so the two always agree.
         """
-        raise NotImplementedError(f"{type(self).__name__} lists weight_modules but does not override _build_module")
+        raise TypeError(f"{type(self).__name__} has no network {name!r} to build: it lists no weight_modules")
 
     def _state(self) -> dict[str, Any]:
         """What `save` stores beside the parameters: the fitted state (attributes named with one trailing

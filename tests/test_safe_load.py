@@ -92,3 +92,8 @@ def test_a_truncated_state_is_one_line(saved):
     (path / "state.pt").write_bytes(data[: len(data) // 3])
     with pytest.raises(ScldbenchError, match="state.pt"):
         Generator.load(path)
+
+
+def test_a_generator_listing_networks_it_cannot_rebuild_is_refused_when_defined():
+    with pytest.raises(TypeError, match="does not define _build_module"):
+        type("Forgetful", (Generator,), {"weight_modules": ("net_",)})

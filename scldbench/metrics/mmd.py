@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
 
 from scldbench.threads import thread_budget
 
@@ -37,19 +39,30 @@ def _squarings(widths: np.ndarray) -> list[int | None]:
     return out
 
 
-def _scaled_distances(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
-    """-|a_i - b_j|^2 * scale as one matrix product: [a, |a|^2, 1] . [2b, -1, -|b|^2]^T * scale, clipped at 0."""
-    one_a, one_b = np.ones((len(a), 1), a.dtype), np.ones((len(b), 1), b.dtype)
-    left = np.hstack([a, (a * a).sum(axis=1, keepdims=True), one_a])
-    right = np.hstack([2 * b, -one_b, -(b * b).sum(axis=1, keepdims=True)]) * b.dtype.type(scale)
-    out = left @ right.T
+def _left_factor(a: np.ndarray) -> np.ndarray:
+    """[a, |a|^2, 1]: with `_right_factor`, one matrix product gives -|a_i - b_j|^2 * scale."""
+    return np.hstack([a, (a * a).sum(axis=1, keepdims=True), np.ones((len(a), 1), a.dtype)])
+
+
+def _right_factor(b: np.ndarray, scale: float) -> np.ndarray:
+    """[2b, -1, -|b|^2] * scale, transposed so that blocks of its columns are the points of `b`."""
+    one_b = np.ones((len(b), 1), b.dtype)
+    return (np.hstack([2 * b, -one_b, -(b * b).sum(axis=1, keepdims=True)]) * b.dtype.type(scale)).T
+
+
+def _scaled_distances(left: np.ndarray, right: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """-|a_i - b_j|^2 * scale into `out` (from the factors of a and b), clipped at 0."""
+    np.matmul(left, right, out=out)
     return np.minimum(out, 0.0, out=out)
 
 
-def _block_sums(a: np.ndarray, b: np.ndarray, widths: np.ndarray, split: int | None) -> np.ndarray:
-    """Per width, the sum of exp(-|a_i - b_j|^2 / width) over the block; with `split`, the columns from `split`
-    on count twice (the mirrored half of a symmetric sum)."""
+def _block_sums(left: np.ndarray, rights: list[np.ndarray], widths: np.ndarray, split: int | None,
+                buffer: np.ndarray) -> np.ndarray:
+    """Per width, the sum of exp(-|a_i - b_j|^2 / width) over the block of `left` (a's factor) against
+    `rights` (b's factors, the widest width's first); with `split`, the columns from `split` on count twice
+    (the mirrored half of a symmetric sum). `buffer` holds the kernel values."""
     sums = np.zeros(len(widths))
+    kernel = buffer[: left.shape[0] * rights[0].shape[1]].reshape(left.shape[0], rights[0].shape[1])
 
     def total(values: np.ndarray) -> float:
         if split is None:
@@ -57,15 +70,15 @@ def _block_sums(a: np.ndarray, b: np.ndarray, widths: np.ndarray, split: int | N
         return values[:, :split].sum(dtype=np.float64) + 2.0 * values[:, split:].sum(dtype=np.float64)
 
     powers = _squarings(widths)
-    kernel = np.exp(_scaled_distances(a, b, 1.0 / widths.max()))
+    np.exp(_scaled_distances(left, rights[0], kernel), out=kernel)
     done = 0
     for i in sorted((i for i, p in enumerate(powers) if p is not None), key=lambda i: powers[i]):
         for _ in range(powers[i] - done):  # exp(-d/w)^(2^p), squaring in place from the widest kernel
             np.multiply(kernel, kernel, out=kernel)
         done = powers[i]
         sums[i] = total(kernel)
-    for i in (i for i, p in enumerate(powers) if p is None):
-        sums[i] = total(np.exp(_scaled_distances(a, b, 1.0 / widths[i])))
+    for r, i in enumerate(i for i, p in enumerate(powers) if p is None):
+        sums[i] = total(np.exp(_scaled_distances(left, rights[r + 1], kernel), out=kernel))
     return sums
 
 
@@ -74,14 +87,24 @@ def _mean_kernels(x: np.ndarray, y: np.ndarray | None, widths: np.ndarray, threa
     other = x if y is None else y
     step = max(16, _BLOCK_ENTRIES // len(other))
     starts = range(0, len(x), step)
+    # the other set's factor once for every block: the widest width's, then each width not reached by squaring
+    powers = _squarings(widths)
+    scales = [1.0 / widths.max()] + [1.0 / w for w, p in zip(widths, powers, strict=True) if p is None]
+    rights = [_right_factor(other, scale) for scale in scales]
+    buffers = threading.local()
 
     def block(start: int) -> np.ndarray:
         stop = min(start + step, len(x))
+        if not hasattr(buffers, "kernel"):
+            buffers.kernel = np.empty(step * len(other), dtype=x.dtype)
+        left = _left_factor(x[start:stop])
         if y is None:  # rows start:stop against columns start: (the diagonal block once, the rest twice)
-            return _block_sums(x[start:stop], x[start:], widths, stop - start)
-        return _block_sums(x[start:stop], other, widths, None)
+            return _block_sums(left, [r[:, start:] for r in rights], widths, stop - start, buffers.kernel)
+        return _block_sums(left, rights, widths, None, buffers.kernel)
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:  # numpy releases the GIL inside BLAS and ufuncs
+    # numpy releases the GIL inside BLAS and ufuncs; each block's product on one BLAS thread, so that BLAS's own
+    # threads do not contend with the pool's
+    with ThreadPoolExecutor(max_workers=threads) as pool, threadpool_limits(limits=1 if threads > 1 else None):
         total = np.sum(list(pool.map(block, starts)), axis=0)
     return total / (len(x) * len(other))
 

@@ -21,17 +21,19 @@ scldbench report runs/pbmc-fusion --format md --output reports/pbmc-fusion-mini.
 scldbench report runs/pbmc-fusion --format html --output reports/pbmc-fusion-mini.html
 
 if [ -n "${SHARED_DATA:-}" ]; then
-    fast=positive,random,shuffle,scld,nb,nb-libsize,splat,sugar
-    scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3 --out runs/pbmc3k \
-        --generators "$fast" || true
-    scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seeds 3 --out runs/pbmc3k \
-        --generators vae,scgan,cscgan,activa || true
-    scldbench leaderboard runs/pbmc3k --format md --output reports/pbmc3k.md
-    scldbench leaderboard runs/pbmc3k --format html --output reports/pbmc3k.html
-    scldbench run pbmc --data "$SHARED_DATA/mouse_bladder_2100.h5ad" --labels label --seeds 3 --out runs/bladder \
-        --generators "$fast" || true
-    scldbench run pbmc --data "$SHARED_DATA/mouse_bladder_2100.h5ad" --labels label --seeds 3 --out runs/bladder \
-        --generators vae,scgan,cscgan,activa || true
-    scldbench leaderboard runs/bladder --format md --output reports/bladder.md
-    scldbench leaderboard runs/bladder --format html --output reports/bladder.html
+    # job records of the real-data reports live in reports/runs/<dataset>/jobs (checked in); a rerun reuses them
+    # and computes only what is missing. Fast generators first, then the neural ones, seed by seed.
+    groups=(positive,random,shuffle,nb,nb-libsize,splat,sugar,copula scld,cfgen vae,scvi scgan,cscgan activa)
+    for seed in 0 1 2; do
+        for generators in "${groups[@]}"; do
+            scldbench run pbmc --data "$SHARED_DATA/pbmc3k_raw.h5ad" --clusters 8 --seed "$seed" \
+                --out reports/runs/pbmc3k --generators "$generators" || true
+            scldbench run pbmc --data "$SHARED_DATA/mouse_bladder_2100.h5ad" --labels label --seed "$seed" \
+                --out reports/runs/bladder --generators "$generators" || true
+        done
+    done
+    for dataset in pbmc3k bladder; do
+        scldbench leaderboard "reports/runs/$dataset" --format md --output "reports/$dataset.md"
+        scldbench leaderboard "reports/runs/$dataset" --format html --output "reports/$dataset.html"
+    done
 fi

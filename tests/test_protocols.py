@@ -179,6 +179,10 @@ BEFORE = {
     "logpca-v1": {"all": (0.7647462277091907, 0.2760645342837377), "g0": (0.7901234567901234, 0.3640481187135096),
                   "g1": (0.3641975308641975, 0.3771742941227379), "g2": (0.5061728395061729, 0.34737905660630153)},
 }
+#: how far those values may move on another machine: the PCA's float32 rounding depends on the BLAS build and
+#: CPU, which moves the MMD by about 1e-7 relative and can move a split of a 50-tree forest on 30 cells (one
+#: such split shifts a cluster's AUC by up to 0.03); the exact check on this machine is in test_protocols_large.py
+MMD_REL, AUC_ABS = 1e-6, 0.05
 
 
 @pytest.mark.parametrize("name", sorted(BEFORE))
@@ -187,11 +191,13 @@ def test_rf_auc_and_mmd_unchanged_by_the_protocol_refactor(name):
     protocol = get_protocol(name)
     got = protocol.evaluate(sp.csr_matrix(real), sp.csr_matrix(gen), reference=sp.csr_matrix(train), seed=3,
                             n_trees=50)
-    assert (got["rf_auc"], got["mmd"]) == pytest.approx(BEFORE[name]["all"], rel=1e-12)
+    runs = [(got, BEFORE[name]["all"])]
     for k in range(3):
         m = groups == k
-        got = protocol.evaluate(real[m], gen[m], seed=3, n_trees=50)
-        assert (got["rf_auc"], got["mmd"]) == pytest.approx(BEFORE[name][f"g{k}"], rel=1e-12)
+        runs.append((protocol.evaluate(real[m], gen[m], seed=3, n_trees=50), BEFORE[name][f"g{k}"]))
+    for got, (auc, mmd) in runs:
+        assert got["mmd"] == pytest.approx(mmd, rel=MMD_REL)
+        assert got["rf_auc"] == pytest.approx(auc, abs=AUC_ABS)
 
 
 def test_per_cluster_scores_of_a_sample_are_the_protocol_on_each_clusters_cells(pbmc_prepared):

@@ -76,6 +76,35 @@ def normalise_total_csr(x: ArrayLike, target: float = 1e4, *, log: bool = False)
     return m
 
 
+def normalise_total_sparse(
+    x: ArrayLike, target: float, *, dtype: type = np.float64, divide_last: bool = False
+) -> sp.csr_matrix:
+    """`normalise_total` kept sparse: CSR in `dtype` with the same stored values, computed the same way.
+
+    Only the stored entries are scaled, each by its own row's factor (or divided by its row's total when
+    `divide_last`), so every value equals the dense function's for counts whose row totals are exact in
+    `dtype` (integer counts).
+    """
+    m = sp.csr_matrix(x, dtype=dtype, copy=True)
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    if divide_last:
+        totals = np.asarray(m.sum(axis=1, dtype=dtype)).ravel()
+        scaled = m.data * np.asarray(target, dtype=dtype)
+        m.data = np.divide(scaled, totals[rows], out=np.zeros_like(scaled), where=totals[rows] > 0)
+        return m
+    totals = np.asarray(m.sum(axis=1, dtype=np.float64)).ravel()
+    scale = np.divide(float(target), totals, out=np.zeros_like(totals), where=totals > 0).astype(dtype)
+    m.data *= scale[rows]
+    return m
+
+
+def log_normalise_sparse(x: ArrayLike, target: float = 1e4) -> sp.csr_matrix:
+    """`log_normalise` kept sparse (CSR float64, same values)."""
+    m = normalise_total_sparse(x, target, divide_last=True)
+    np.log1p(m.data, out=m.data)
+    return m
+
+
 def log_normalise(x: ArrayLike, target: float = 1e4) -> np.ndarray:
     """log1p of counts scaled to `target` total per cell (cells with no counts stay zero); dense float64."""
     return np.log1p(normalise_total(x, target, divide_last=True))

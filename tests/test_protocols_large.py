@@ -1,0 +1,167 @@
+"""Large data: the sparse path (sparse normalisation, implicitly centred PCA) against the dense one, and small
+jobs' scores unchanged by it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.decomposition import PCA
+
+from scldbench import registry
+from scldbench.counts.numpy import (
+    log_normalise,
+    log_normalise_sparse,
+    normalise_total,
+    normalise_total_sparse,
+)
+from scldbench.metrics.pca import CentredProjection, fit_pca, sparse_path
+from scldbench.metrics.rf_auc import rf_auc
+from scldbench.protocols import get_protocol
+
+
+def clustered(n_cells: int, n_genes: int, seed: int, shift: float = 1.0) -> sp.csr_matrix:
+    """NB-like counts of four cell types with their own marker genes; `shift` scales the markers."""
+    rng = np.random.default_rng(seed)
+    base = np.random.default_rng(99).lognormal(-1.0, 1.5, n_genes)
+    groups = np.arange(n_cells) % 4
+    means = np.tile(base, (4, 1))
+    for k in range(4):
+        means[k, k * 20 : (k + 1) * 20] *= 1 + 5 * shift
+    lib = rng.lognormal(0.0, 0.4, (n_cells, 1))
+    counts = rng.poisson(means[groups] * lib * rng.gamma(2.0, 0.5, (n_cells, n_genes)))
+    counts[:, 0] = 0  # a gene no cell expresses, and an empty cell
+    counts[5] = 0
+    return sp.csr_matrix(counts.astype(np.float32))
+
+
+# ---------------------------------------------------------------- the pieces
+
+
+def test_sparse_normalisation_stores_the_dense_values():
+    x = clustered(300, 200, seed=1)
+    dense = normalise_total(x, 20_000, dtype=np.float32)
+    sparse = normalise_total_sparse(x, 20_000, dtype=np.float32)
+    assert sparse.dtype == np.float32 and np.array_equal(sparse.toarray(), dense)
+    for divide_last in (False, True):
+        assert np.array_equal(normalise_total_sparse(x, 1e4, divide_last=divide_last).toarray(),
+                              normalise_total(x, 1e4, divide_last=divide_last))
+    assert np.array_equal(log_normalise_sparse(x).toarray(), log_normalise(x))
+    assert not sparse[5].toarray().any()
+
+
+@pytest.mark.parametrize("shape", [(700, 900), (900, 700)])
+def test_implicitly_centred_pca_agrees_with_dense_pca(shape):
+    x = normalise_total_sparse(clustered(*shape, seed=2), 1e4, dtype=np.float32)
+    dense = PCA(n_components=50, random_state=3).fit(x.toarray())
+    sparse = fit_pca(x, 50, 3)
+    assert isinstance(sparse, CentredProjection)
+    assert np.allclose(sparse.components, dense.components_, atol=2e-4)
+    got, want = sparse.transform(x), dense.transform(x.toarray())
+    assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
+
+
+def test_sparse_pca_takes_the_solver_dense_input_would_get():
+    tall = normalise_total_sparse(clustered(3000, 120, seed=4), 1e4)
+    got = fit_pca(tall, 10, 0)
+    assert isinstance(got, PCA) and got._fit_svd_solver == "covariance_eigh"
+    want = PCA(n_components=10, random_state=0).fit(tall.toarray())
+    assert np.allclose(np.abs(got.components_), np.abs(want.components_), atol=1e-8)
+    small = normalise_total_sparse(clustered(200, 300, seed=5), 1e4)
+    got = fit_pca(small, 170, 0)
+    assert isinstance(got, PCA) and got._fit_svd_solver == "full"
+    assert np.array_equal(got.transform(small.toarray()), PCA(170, random_state=0).fit(small.toarray()).transform(
+        small.toarray()))
+
+
+def test_sparse_path_rule():
+    assert not sparse_path(1000, 100_000, 100_000_000)
+    assert sparse_path(1001, 100_000, 100_000_000)
+    assert not sparse_path(10**9, 10**9, None)
+
+
+def test_rf_auc_on_sparse_input_agrees_with_dense_input():
+    real = normalise_total_sparse(clustered(600, 800, seed=6), 2e4, dtype=np.float32)
+    gen = normalise_total_sparse(clustered(600, 800, seed=7, shift=0.6), 2e4, dtype=np.float32)
+    dense = rf_auc(real.toarray(), gen.toarray(), n_trees=100, seed=1, n_jobs=1)
+    sparse = rf_auc(real, gen, n_trees=100, seed=1, n_jobs=1)
+    assert 0.6 < dense < 0.99
+    assert sparse == pytest.approx(dense, abs=0.01)
+
+
+# ---------------------------------------------------------------- protocols
+
+
+@pytest.mark.parametrize("name", ["scgan-v1", "logpca-v1"])
+def test_sparse_path_of_a_protocol_agrees_with_its_dense_path(name):
+    real, gen, train = clustered(700, 900, seed=8), clustered(700, 900, seed=9, shift=0.7), clustered(900, 900, 10)
+    protocol = get_protocol(name)
+    assert protocol.dense_limit is not None and not sparse_path(2300, 900, protocol.dense_limit)
+    dense = protocol.evaluate(real, gen, reference=train, seed=2, n_trees=100)
+    forced = dataclasses.replace(protocol, dense_limit=1000).evaluate(real, gen, reference=train, seed=2,
+                                                                      n_trees=100)
+    assert 0.6 < dense["rf_auc"] < 0.99
+    assert forced["rf_auc"] == pytest.approx(dense["rf_auc"], abs=0.01)
+    assert forced["mmd"] == pytest.approx(dense["mmd"], rel=1e-3)
+
+
+#: a job of the nb generator on pbmc68k-mini scored by the code before the sparse path existed (commit fc759dd)
+BEFORE_SPARSE = {
+    "scgan-v1": {
+        "rf_auc": 0.6476757369614512, "mmd": 0.20277711964834547, "cluster_rf_auc_mean": 0.46115008503401356,
+        "cluster_mmd_mean": 0.5605956349724379, "precision": 0.9571428571428572, "recall": 0.7714285714285715,
+        "density": 1.25, "coverage": 0.9857142857142858, "memorisation_gen_to_train_median": 15.159151184118826,
+        "gene_correlation_mad": 0.10085617332793854, "tstr_macro_f1": 0.654905756262455,
+        "trtr_macro_f1": 0.8188709606891424, "de_overlap": 0.5763636363636363, "gene_corr_all": 0.6813077541580147,
+    },
+    "logpca-v1": {"rf_auc": 0.5031179138321995, "mmd": 0.16413690880041404,
+                  "cluster_mmd_mean": 0.8926371456237704},
+    "hvg-pca30-v1": {"w1": 18.042376182870203, "mmd_rbf": 0.03665508391418699,
+                     "cluster_energy_distance_mean": 4.691706082305885},
+}
+
+
+def nb_job(prepared):
+    from scldbench.scoring import test_composition
+
+    composition = test_composition(prepared)
+    model = registry.get_generator("nb")(seed=0).fit(prepared.train, prepared.labels_key)
+    return model.sample(sum(composition.values()), labels=composition, seed=0)
+
+
+def test_a_small_job_scores_what_it_scored_before_the_sparse_path(pbmc_prepared):
+    from scldbench.scoring import ScoringContext, score_sample
+    from scldbench.suite import EvaluateSettings
+
+    entries = score_sample(ScoringContext(pbmc_prepared), nb_job(pbmc_prepared), sorted(BEFORE_SPARSE),
+                           EvaluateSettings(n_trees=30, min_cluster_cells=20), seed=0)
+    for name, want in BEFORE_SPARSE.items():
+        assert entries[name].ok and "sparse_path" not in entries[name].settings
+        assert {k: entries[name].metrics[k] for k in want} == want
+
+
+def test_a_job_on_the_sparse_path_records_it_and_stays_close(pbmc_prepared):
+    from scldbench.record import JobRecord
+    from scldbench.scoring import ScoringContext, missing_protocols, score_protocol
+    from scldbench.suite import EvaluateSettings
+
+    settings = EvaluateSettings(n_trees=30, min_cluster_cells=20)
+    cells = nb_job(pbmc_prepared)
+    protocol = get_protocol("scgan-v1")
+    # the whole data (280 cells) and the extras on the sparse path, the clusters (at most 60 cells) not
+    forced = dataclasses.replace(protocol, dense_limit=100_000)
+    dense = score_protocol(protocol, ScoringContext(pbmc_prepared), cells, settings, 0, shared={}, with_extras=True)
+    entry = score_protocol(forced, ScoringContext(pbmc_prepared), cells, settings, 0, shared={}, with_extras=True)
+    assert entry.ok, entry.error
+    assert entry.settings["sparse_path"] == ["all", "extras"]
+    assert entry.per_cluster == dense.per_cluster
+    for name in ("rf_auc", "precision", "recall", "coverage", "tstr_macro_f1"):
+        assert entry.metrics[name] == pytest.approx(dense.metrics[name], abs=0.02), name
+    for name in ("mmd", "memorisation_gen_to_train_median"):
+        assert entry.metrics[name] == pytest.approx(dense.metrics[name], rel=1e-3), name
+    # how the data was scored is not a setting the suite asks for: such a record needs no rescoring
+    record = JobRecord(job_id="nb-seed0", key="k", generator="nb", label="nb", seed=0, status="ok",
+                       scores={"scgan-v1": entry})
+    assert missing_protocols(record, ["scgan-v1"], settings) == []

@@ -23,7 +23,7 @@ from scldbench.data.prepare import PreparedData
 from scldbench.errors import ScldbenchError
 from scldbench.metrics.pca import DENSE_LIMIT
 from scldbench.protocols import EXTRAS_PROTOCOL, ScoringProtocol, get_protocol
-from scldbench.record import JobRecord, ProtocolScores
+from scldbench.record import SPARSE_PATH_KEY, JobRecord, ProtocolScores, asked_settings
 from scldbench.suite import EvaluateSettings
 
 
@@ -42,8 +42,6 @@ class ScoringContext:
 
 
 _SHARED: dict[str, ScoringContext] = {}
-#: the settings key listing the parts of a job scored on the large-data sparse path ("all", clusters, "extras")
-SPARSE_PATH_KEY = "sparse_path"
 
 
 def shared_context(prepared: PreparedData) -> ScoringContext:
@@ -147,18 +145,13 @@ def scores_failed(scores: dict[str, ProtocolScores]) -> str | None:
     return None
 
 
-def _asked(recorded: dict[str, Any]) -> dict[str, Any]:
-    """A record's settings without what describes how its data was scored rather than what was asked."""
-    return {k: v for k, v in recorded.items() if k != SPARSE_PATH_KEY}
-
-
 def missing_protocols(record: JobRecord, protocols: Sequence[str], settings: EvaluateSettings) -> list[str]:
     """The suite protocols a stored record lacks, failed, or scored under other settings."""
     missing = []
     for name in protocols:
         entry = record.scores.get(name)
         wanted = get_protocol(name).record_settings(settings)
-        if entry is None or not entry.ok or _asked(entry.settings) != wanted:
+        if entry is None or not entry.ok or asked_settings(entry.settings) != wanted:
             missing.append(name)
     return missing
 

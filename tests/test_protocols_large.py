@@ -180,3 +180,15 @@ def test_a_job_on_the_sparse_path_records_it_and_stays_close(pbmc_prepared):
     record = JobRecord(job_id="nb-seed0", key="k", generator="nb", label="nb", seed=0, status="ok",
                        scores={"scgan-v1": entry})
     assert missing_protocols(record, ["scgan-v1"], settings) == []
+
+
+def test_leaderboards_do_not_split_jobs_by_their_sparse_parts():
+    from scldbench.report.leaderboard import build_boards
+    from tests.record_factory import SETTINGS, job
+
+    records = [job("a", 0, 0.6, 0.1, settings=SETTINGS | {"sparse_path": ["all"]}),
+               job("b", 0, 0.7, 0.2, settings=SETTINGS | {"sparse_path": ["all", "3"]}),
+               job("c", 0, 0.8, 0.3)]
+    boards = build_boards(records)
+    assert len(boards) == 1 and boards[0].settings == SETTINGS and boards[0].variant in ("", None)
+    assert len(build_boards(records + [job("d", 0, 0.8, 0.3, settings=SETTINGS | {"n_trees": 10})])) == 2

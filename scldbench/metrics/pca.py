@@ -17,7 +17,12 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
-from sklearn.utils.extmath import _randomized_svd, svd_flip
+from sklearn.utils.extmath import svd_flip
+
+try:  # scikit-learn >= 1.6 checks the input in randomized_svd and computes in _randomized_svd, which takes operators
+    from sklearn.utils.extmath import _randomized_svd
+except ImportError:
+    from sklearn.utils.extmath import randomized_svd as _randomized_svd
 
 from scldbench.data.counts import ArrayLike
 
@@ -86,9 +91,9 @@ def fit_pca(x: ArrayLike, n_components: int, seed: int) -> PCA | CentredProjecti
         return PCA(n_components=n_components, random_state=seed).fit(x.toarray())
     x = sp.csr_matrix(x)
     mean = np.asarray(x.mean(axis=0), dtype=x.dtype).ravel()
-    _, _, vt = _randomized_svd(_Centred(x, mean), n_components, flip_sign=False,
+    u, _, vt = _randomized_svd(_Centred(x, mean), n_components, flip_sign=False,
                                random_state=check_random_state(seed))
-    _, vt = svd_flip(None, vt, u_based_decision=False)
+    _, vt = svd_flip(u, vt, u_based_decision=False)
     return CentredProjection(mean, vt)
 
 

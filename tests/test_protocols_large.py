@@ -14,6 +14,7 @@ from sklearn.model_selection import train_test_split
 
 from scldbench import registry
 from scldbench.counts.numpy import (
+    _scale_rows,
     log_normalise,
     log_normalise_sparse,
     normalise_total,
@@ -54,6 +55,9 @@ def test_sparse_normalisation_stores_the_dense_values():
                               normalise_total(x, 1e4, divide_last=divide_last))
     assert np.array_equal(log_normalise_sparse(x).toarray(), log_normalise(x))
     assert not sparse[5].toarray().any()
+    blocks, factors = sp.csr_matrix(x, dtype=np.float64, copy=True), np.arange(1.0, 301.0)
+    _scale_rows(blocks, factors, divide=False, block=7)
+    assert np.array_equal(blocks.toarray(), x.toarray().astype(np.float64) * factors[:, None])
 
 
 @pytest.mark.parametrize("shape", [(700, 900), (900, 700)])

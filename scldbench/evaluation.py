@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from scldbench.data.prepare import PreparedData
 from scldbench.generator import Generator
+from scldbench.metrics.pca import DENSE_LIMIT, sparse_path
 from scldbench.suite import EvaluateSettings
 
 #: markers per cluster for DE recovery, and genes for the gene-gene correlation
@@ -26,11 +27,21 @@ def labels_of(adata: ad.AnnData, key: str) -> np.ndarray | None:
     return adata.obs[key].astype(str).to_numpy()
 
 
-def extra_scores(prepared: PreparedData, generated: ad.AnnData, seed: int) -> dict[str, float]:
+def extras_sparse(prepared: PreparedData, generated: ad.AnnData, dense_limit: int | None = DENSE_LIMIT) -> bool:
+    """Whether `extra_scores` keeps log-normalised values sparse: when the training, test and generated cells
+    together hold more than `dense_limit` values (cells x genes)."""
+    cells = prepared.train.n_obs + prepared.test.n_obs + generated.n_obs
+    return sparse_path(cells, prepared.test.n_vars, dense_limit)
+
+
+def extra_scores(
+    prepared: PreparedData, generated: ad.AnnData, seed: int, dense_limit: int | None = DENSE_LIMIT
+) -> dict[str, float]:
     """The scores beyond RF AUC and MMD, all against the same real test cells.
 
     Manifold and memorisation scores live in the PCA-50 of log-normalised real training cells; data-property
-    distances work on counts; train-synthetic-test-real needs labelled generated cells.
+    distances work on counts; train-synthetic-test-real needs labelled generated cells. Above `dense_limit`
+    (see `extras_sparse`) the log-normalised values stay sparse and the PCAs are centred implicitly.
     """
     from scldbench.metrics.manifold import manifold_metrics
     from scldbench.metrics.memorisation import fit_log_pca, memorisation
@@ -38,7 +49,8 @@ def extra_scores(prepared: PreparedData, generated: ad.AnnData, seed: int) -> di
     from scldbench.metrics.utility import train_synthetic_test_real
 
     train, test, key = prepared.train, prepared.test, prepared.labels_key
-    train_emb, test_emb, gen_emb = fit_log_pca(train.X, test.X, generated.X, seed=seed)
+    sparse = extras_sparse(prepared, generated, dense_limit)
+    train_emb, test_emb, gen_emb = fit_log_pca(train.X, test.X, generated.X, seed=seed, sparse=sparse)
     scores: dict[str, float] = {}
     scores.update(manifold_metrics(test_emb, gen_emb, k=5))
     scores.update(property_distances(test.X, generated.X))
@@ -48,7 +60,8 @@ def extra_scores(prepared: PreparedData, generated: ad.AnnData, seed: int) -> di
     if gen_labels is not None and np.unique(gen_labels).size >= 2:
         scores.update(
             train_synthetic_test_real(
-                generated.X, gen_labels, train.X, labels_of(train, key), test.X, labels_of(test, key), seed=seed
+                generated.X, gen_labels, train.X, labels_of(train, key), test.X, labels_of(test, key), seed=seed,
+                sparse=sparse,
             )
         )
     return scores

@@ -21,10 +21,11 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
-from scldbench.counts.numpy import normalise_total, normalise_total_csr
+from scldbench.counts.numpy import normalise_total, normalise_total_csr, normalise_total_sparse
 from scldbench.data.counts import ArrayLike
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.metrics import catalogue, mmd_multi_kernel, rf_auc
+from scldbench.metrics.pca import DENSE_LIMIT, fit_pca, sparse_path
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -56,6 +57,11 @@ class ScoringProtocol:
     scoring_keys: tuple[str, ...] = ("n_trees", "min_cluster_cells")
     #: the catalogue space whose metrics this protocol computes (see scldbench.metrics.catalogue)
     space: str = ""
+    #: values (cells x genes) above which the protocol keeps normalised counts sparse (None: no such path)
+    dense_limit: int | None = None
+    #: (protocol, context, generated, settings) -> the parts of a job scored on the sparse path ("all",
+    #: cluster names), recorded with the job's settings as `sparse_path`
+    sparse_parts: Callable[..., list[str]] | None = field(default=None, repr=False)
 
     def evaluate(
         self,
@@ -70,13 +76,20 @@ class ScoringProtocol:
         real_n, gen_n = real_test.shape[0], generated.shape[0]
         if real_n < 4 or gen_n < 4:
             raise ScldbenchError(f"too few cells to score ({real_n} real, {gen_n} generated); need >= 4")
-        return self.compare(real_test, generated, reference=reference, seed=seed, n_trees=n_trees)
+        limit = {} if self.dense_limit is None else {"dense_limit": self.dense_limit}
+        return self.compare(real_test, generated, reference=reference, seed=seed, n_trees=n_trees, **limit)
 
     def score(
         self, context: ScoringContext, generated: ad.AnnData, *, seed: int, settings: EvaluateSettings
     ) -> tuple[Scores, PerCluster]:
         """(metrics, per_cluster) of one job's sample under this protocol."""
         return self.score_sample(self, context, generated, seed=seed, settings=settings)
+
+    def sparse_path(self, context: ScoringContext, generated: ad.AnnData, settings: EvaluateSettings) -> list[str]:
+        """The parts of one job's scoring ("all", cluster names) that ran on the sparse path."""
+        if self.sparse_parts is None:
+            return []
+        return self.sparse_parts(self, context, generated, settings)
 
     def record_settings(self, settings: EvaluateSettings) -> dict[str, Any]:
         """What a record stores as this protocol's settings: its own plus the suite's scoring settings it uses."""
@@ -89,26 +102,41 @@ class ScoringProtocol:
 # scgan-v1 and logpca-v1: RF AUC and multi-kernel MMD on normalised counts
 
 
-def _scgan_transform(x: ArrayLike) -> np.ndarray:
+def _scgan_transform(x: ArrayLike, sparse: bool = False) -> ArrayLike:
+    if sparse:
+        return normalise_total_sparse(x, 20_000, dtype=np.float32)
     return normalise_total(x, 20_000, dtype=np.float32)
 
 
-def _log_transform(x: ArrayLike) -> np.ndarray:
+def _log_transform(x: ArrayLike, sparse: bool = False) -> ArrayLike:
+    if sparse:
+        m = normalise_total_sparse(x, 1e4, dtype=np.float32)
+        np.log1p(m.data, out=m.data)
+        return m
     return np.log1p(normalise_total(x, 1e4, dtype=np.float32))
 
 
-def _rf_mmd(transform: Callable[[ArrayLike], np.ndarray], mmd_pca_fit_on: str) -> Callable[..., Scores]:
+def _rf_mmd(transform: Callable[..., ArrayLike], mmd_pca_fit_on: str) -> Callable[..., Scores]:
     def compare(real_test: ArrayLike, generated: ArrayLike, *, reference: ArrayLike | None = None, seed: int = 0,
-                n_trees: int | None = None) -> Scores:
-        real, gen = transform(real_test), transform(generated)
-        basis = transform(reference) if mmd_pca_fit_on == "train" and reference is not None else real
+                n_trees: int | None = None, dense_limit: int | None = DENSE_LIMIT) -> Scores:
+        with_reference = mmd_pca_fit_on == "train" and reference is not None
+        sparse = sparse_path(_rf_mmd_cells(real_test, generated, reference if with_reference else None),
+                             real_test.shape[1], dense_limit)
+        real, gen = transform(real_test, sparse), transform(generated, sparse)
+        basis = transform(reference, sparse) if with_reference else real
         k = min(50, basis.shape[0] - 1, basis.shape[1])
-        pca = PCA(n_components=k, random_state=seed).fit(basis)
+        pca = fit_pca(basis, k, seed)
+        del basis
         auc = rf_auc(real, gen, n_components=50, n_trees=n_trees or 1000, test_size=0.3, seed=seed)
         mmd = mmd_multi_kernel(pca.transform(real), pca.transform(gen), k=25)
         return {"rf_auc": auc, "mmd": mmd}
 
     return compare
+
+
+def _rf_mmd_cells(real_test: ArrayLike, generated: ArrayLike, reference: ArrayLike | None) -> int:
+    """The cells whose normalised values rf_mmd holds at once: real test, generated and any PCA reference."""
+    return real_test.shape[0] + generated.shape[0] + (0 if reference is None else reference.shape[0])
 
 
 def _labels(adata: ad.AnnData, key: str) -> np.ndarray | None:
@@ -117,8 +145,8 @@ def _labels(adata: ad.AnnData, key: str) -> np.ndarray | None:
     return adata.obs[key].astype(str).to_numpy()
 
 
-def _per_cluster_counts(context: ScoringContext, generated: ad.AnnData, settings: EvaluateSettings):
-    """For each cluster: (name, real test counts, generated counts, or the reason it is skipped)."""
+def _cluster_rows(context: ScoringContext, generated: ad.AnnData, settings: EvaluateSettings):
+    """For each cluster: (name, real test rows, generated rows, or the reason it is skipped)."""
     prepared = context.prepared
     real_labels = _labels(prepared.test, prepared.labels_key)
     gen_labels = _labels(generated, prepared.labels_key)
@@ -127,13 +155,36 @@ def _per_cluster_counts(context: ScoringContext, generated: ad.AnnData, settings
     for cluster in prepared.clusters:
         real_rows = np.flatnonzero(real_labels == cluster)
         gen_rows = np.flatnonzero(gen_labels == cluster)
+        skipped = None
         if real_rows.size < settings.min_cluster_cells:
-            yield cluster, real_rows.size, gen_rows.size, None, None, (
-                f"fewer than {settings.min_cluster_cells} test cells")
+            skipped = f"fewer than {settings.min_cluster_cells} test cells"
         elif gen_rows.size < 4:
-            yield cluster, real_rows.size, gen_rows.size, None, None, f"{gen_rows.size} generated cells (need >= 4)"
+            skipped = f"{gen_rows.size} generated cells (need >= 4)"
+        yield cluster, real_rows, gen_rows, skipped
+
+
+def _per_cluster_counts(context: ScoringContext, generated: ad.AnnData, settings: EvaluateSettings):
+    """For each cluster: (name, real test counts, generated counts, or the reason it is skipped)."""
+    for cluster, real_rows, gen_rows, skipped in _cluster_rows(context, generated, settings):
+        if skipped:
+            yield cluster, real_rows.size, gen_rows.size, None, None, skipped
         else:
-            yield cluster, real_rows.size, gen_rows.size, prepared.test.X[real_rows], generated.X[gen_rows], None
+            yield (cluster, real_rows.size, gen_rows.size, context.prepared.test.X[real_rows],
+                   generated.X[gen_rows], None)
+
+
+def _rf_mmd_sparse_parts(protocol: ScoringProtocol, context: ScoringContext, generated: ad.AnnData,
+                         settings: EvaluateSettings) -> list[str]:
+    prepared = context.prepared
+    reference = prepared.train.X if protocol.settings["mmd_pca_fit_on"] == "train" else None
+    n_genes = prepared.test.n_vars
+    parts = []
+    if sparse_path(_rf_mmd_cells(prepared.test.X, generated.X, reference), n_genes, protocol.dense_limit):
+        parts.append("all")
+    if settings.per_cluster:
+        parts += [cluster for cluster, real_rows, gen_rows, skipped in _cluster_rows(context, generated, settings)
+                  if not skipped and sparse_path(real_rows.size + gen_rows.size, n_genes, protocol.dense_limit)]
+    return parts
 
 
 def _score_rf_mmd(protocol: ScoringProtocol, context: ScoringContext, generated: ad.AnnData, *, seed: int,
@@ -278,7 +329,12 @@ PROTOCOLS: dict[str, ScoringProtocol] = {
                 "1,000 trees, ROC AUC on the 30%; MMD: PCA-50 of real test cells, kernels m/2, m, 2m "
                 "(m = median 25-NN distance of real cells), biased, sqrt; per cluster: the sample's cells of "
                 "each cluster vs real test cells of it (unweighted mean); also DE recovery, gene-gene "
-                "correlation (log1p CP10k) and the protocol-independent extras"
+                "correlation (log1p CP10k) and the protocol-independent extras. Where the real test and "
+                f"generated cells scored together hold more than {DENSE_LIMIT / 1e6:,.0f} million values (cells x "
+                "genes), the "
+                "normalised counts stay sparse and each PCA is centred implicitly (same randomized solver and "
+                "seed; values agree with the dense computation to float rounding); the job's settings then "
+                "list those parts under sparse_path"
             ),
             settings=MappingProxyType({
                 "normalise_total": 20_000, "log1p": False, "n_components": 50, "rf_pca_fit_on": "70% split",
@@ -288,13 +344,17 @@ PROTOCOLS: dict[str, ScoringProtocol] = {
             compare=_rf_mmd(_scgan_transform, "test"),
             score_sample=_score_rf_mmd,
             space="scgan-v1",
+            dense_limit=DENSE_LIMIT,
+            sparse_parts=_rf_mmd_sparse_parts,
         ),
         ScoringProtocol(
             name="logpca-v1",
             version=1,
             description=(
                 "log1p of counts normalised to 10,000; RF AUC as scgan-v1 on those values; MMD in the PCA-50 "
-                "fit on real training cells; per cluster as scgan-v1; also DE recovery and gene-gene correlation"
+                "fit on real training cells; per cluster as scgan-v1; also DE recovery and gene-gene correlation. "
+                f"Sparse above {DENSE_LIMIT / 1e6:,.0f} million values as scgan-v1, counting the training cells "
+                "too, on which the MMD's PCA is fitted"
             ),
             settings=MappingProxyType({
                 "normalise_total": 10_000, "log1p": True, "n_components": 50, "rf_pca_fit_on": "70% split",
@@ -304,6 +364,8 @@ PROTOCOLS: dict[str, ScoringProtocol] = {
             compare=_rf_mmd(_log_transform, "train"),
             score_sample=_score_rf_mmd,
             space="scgan-v1",
+            dense_limit=DENSE_LIMIT,
+            sparse_parts=_rf_mmd_sparse_parts,
         ),
         ScoringProtocol(
             name="hvg-pca30-v1",

@@ -24,6 +24,9 @@ OPTIONAL = "optional"
 WRITTEN_WITH = "written_with"
 #: field metadata: the field is set by readers and never stored
 NOT_STORED = "not_stored"
+#: the protocol-settings key listing the parts of a job scored on the large-data sparse path: it says how the
+#: data was scored, not what was asked, so rescoring and leaderboards ignore it (`asked_settings`)
+SPARSE_PATH_KEY = "sparse_path"
 
 T = TypeVar("T")
 
@@ -45,7 +48,8 @@ class ProtocolScores:
     description
         What the protocol does, as declared when the sample was scored.
     settings
-        The settings the sample was scored with (`ScoringProtocol.record_settings`, e.g. n_trees).
+        The settings the sample was scored with (`ScoringProtocol.record_settings`, e.g. n_trees), and under
+        `SPARSE_PATH_KEY` the parts scored on the large-data sparse path when there were any.
     metrics
         Metric name -> value over all cells (None where a value could not be computed).
     per_cluster
@@ -269,6 +273,11 @@ class JobRecord:
         if record.ok and not isinstance(scores, dict) and not isinstance(record.extra.get("metrics"), dict):
             raise DamagedRecord("an ok record without scores")
         return record
+
+
+def asked_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """Recorded protocol settings without what describes how the data was scored (`SPARSE_PATH_KEY`)."""
+    return {k: v for k, v in (settings or {}).items() if k != SPARSE_PATH_KEY}
 
 
 def is_number(value: Any) -> bool:

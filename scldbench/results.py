@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from scldbench.errors import ScldbenchError
-from scldbench.record import JobRecord, is_number
+from scldbench.record import JobRecord, asked_settings, is_number
 from scldbench.store import find_runs
 
 #: how many hex digits of the data fingerprint name a dataset read from a file
@@ -85,8 +85,9 @@ def protocol_views(record: JobRecord) -> list[ProtocolView]:
 
 
 def settings_key(settings: dict[str, Any]) -> str:
-    """A canonical text of protocol settings: views with different keys never share a board."""
-    return json.dumps(settings or {}, sort_keys=True, default=str)
+    """A canonical text of the asked protocol settings: views with different keys never share a board (the parts a
+    job scored on the sparse path do not count: they follow from the data's size)."""
+    return json.dumps(asked_settings(settings), sort_keys=True, default=str)
 
 
 def settings_text(settings: dict[str, Any]) -> str:

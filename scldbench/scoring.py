@@ -21,8 +21,9 @@ import anndata as ad
 
 from scldbench.data.prepare import PreparedData
 from scldbench.errors import ScldbenchError
+from scldbench.metrics.pca import DENSE_LIMIT
 from scldbench.protocols import EXTRAS_PROTOCOL, ScoringProtocol, get_protocol
-from scldbench.record import JobRecord, ProtocolScores
+from scldbench.record import SPARSE_PATH_KEY, JobRecord, ProtocolScores, asked_settings
 from scldbench.suite import EvaluateSettings
 
 
@@ -82,13 +83,14 @@ def score_protocol(
     with_extras: bool,
 ) -> ProtocolScores:
     """One protocol's entry of `record.scores`; a failure is recorded in it, never raised."""
-    from scldbench.evaluation import biology_scores, extra_scores
+    from scldbench.evaluation import biology_scores, extra_scores, extras_sparse
 
     entry = ProtocolScores(description=protocol.description, settings=protocol.record_settings(settings),
                            status="running")
     try:
         metrics, per_cluster = protocol.score(context, samples, seed=seed, settings=settings)
         entry.metrics, entry.per_cluster = metrics, per_cluster
+        sparse_parts = protocol.sparse_path(context, samples, settings)
         if "biology" not in shared:
             shared["biology"] = biology_scores(context, samples, settings)
         bio_metrics, bio_clusters = shared["biology"]
@@ -96,9 +98,14 @@ def score_protocol(
         for cluster, values in bio_clusters.items():
             per_cluster.setdefault(cluster, {}).update(values)
         if with_extras and settings.extra_metrics:
+            limit = DENSE_LIMIT if protocol.dense_limit is None else protocol.dense_limit
             if "extras" not in shared:
-                shared["extras"] = extra_scores(context.prepared, samples, seed)
+                shared["extras"] = extra_scores(context.prepared, samples, seed, dense_limit=limit)
             metrics.update(shared["extras"])
+            if extras_sparse(context.prepared, samples, limit):
+                sparse_parts.append("extras")
+        if sparse_parts:
+            entry.settings[SPARSE_PATH_KEY] = sparse_parts
         entry.status = "ok"
     except Exception as exc:  # one failing protocol must not stop the others
         entry.status = "failed"
@@ -144,7 +151,7 @@ def missing_protocols(record: JobRecord, protocols: Sequence[str], settings: Eva
     for name in protocols:
         entry = record.scores.get(name)
         wanted = get_protocol(name).record_settings(settings)
-        if entry is None or not entry.ok or entry.settings != wanted:
+        if entry is None or not entry.ok or asked_settings(entry.settings) != wanted:
             missing.append(name)
     return missing
 

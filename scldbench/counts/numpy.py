@@ -76,6 +76,48 @@ def normalise_total_csr(x: ArrayLike, target: float = 1e4, *, log: bool = False)
     return m
 
 
+def normalise_total_sparse(
+    x: ArrayLike, target: float, *, dtype: type = np.float64, divide_last: bool = False
+) -> sp.csr_matrix:
+    """`normalise_total` kept sparse: CSR in `dtype` with the same stored values, computed the same way.
+
+    Only the stored entries are scaled, each by its own row's factor (or divided by its row's total when
+    `divide_last`), so every value equals the dense function's for counts whose row totals are exact in
+    `dtype` (integer counts). The scaling runs in place, a block of rows at a time, so that no temporary is as
+    large as the matrix.
+    """
+    m = sp.csr_matrix(x, dtype=dtype, copy=True)
+    if divide_last:
+        totals = np.asarray(m.sum(axis=1, dtype=dtype)).ravel()
+        m.data *= np.asarray(target, dtype=dtype)
+        # a row without counts stores only zeros, which stay zero divided by one
+        _scale_rows(m, np.where(totals > 0, totals, 1), divide=True)
+        return m
+    totals = np.asarray(m.sum(axis=1, dtype=np.float64)).ravel()
+    scale = np.divide(float(target), totals, out=np.zeros_like(totals), where=totals > 0).astype(dtype)
+    _scale_rows(m, scale, divide=False)
+    return m
+
+
+def _scale_rows(m: sp.csr_matrix, factors: np.ndarray, *, divide: bool, block: int = 16_384) -> None:
+    """Multiply (or divide) every stored entry of CSR `m` by its row's factor, in place."""
+    for start in range(0, m.shape[0], block):
+        stop = min(start + block, m.shape[0])
+        lo, hi = m.indptr[start], m.indptr[stop]
+        per_entry = np.repeat(factors[start:stop], np.diff(m.indptr[start : stop + 1]))
+        if divide:
+            m.data[lo:hi] /= per_entry
+        else:
+            m.data[lo:hi] *= per_entry
+
+
+def log_normalise_sparse(x: ArrayLike, target: float = 1e4) -> sp.csr_matrix:
+    """`log_normalise` kept sparse (CSR float64, same values)."""
+    m = normalise_total_sparse(x, target, divide_last=True)
+    np.log1p(m.data, out=m.data)
+    return m
+
+
 def log_normalise(x: ArrayLike, target: float = 1e4) -> np.ndarray:
     """log1p of counts scaled to `target` total per cell (cells with no counts stay zero); dense float64."""
     return np.log1p(normalise_total(x, target, divide_last=True))

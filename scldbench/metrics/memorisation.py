@@ -9,21 +9,27 @@ cells only).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from scldbench.counts.numpy import log_normalise
+from scldbench.counts.numpy import log_normalise, log_normalise_sparse
 from scldbench.data.counts import ArrayLike
+from scldbench.metrics.pca import fit_pca
 
 
 def fit_log_pca(
-    train: ArrayLike, *others: ArrayLike, n_components: int = 50, target: float = 1e4, seed: int = 0
+    train: ArrayLike, *others: ArrayLike, n_components: int = 50, target: float = 1e4, seed: int = 0,
+    sparse: bool = False,
 ) -> list[np.ndarray]:
-    """PCA of log1p(counts scaled to `target`) fitted on `train` only; returns [train, *others] embedded."""
-    train_log = log_normalise(train, target)
+    """PCA of log1p(counts scaled to `target`) fitted on `train` only; returns [train, *others] embedded.
+
+    `sparse`: the log-normalised values stay sparse and the PCA is centred implicitly (for data too large to
+    hold dense; the embedding differs from the dense one by float rounding).
+    """
+    norm = log_normalise_sparse if sparse else log_normalise
+    train_log = norm(train, target)
     k = min(n_components, train_log.shape[0] - 1, train_log.shape[1])
-    pca = PCA(n_components=k, random_state=seed).fit(train_log)
-    return [pca.transform(train_log)] + [pca.transform(log_normalise(x, target)) for x in others]
+    pca = fit_pca(train_log, k, seed)
+    return [pca.transform(train_log)] + [pca.transform(norm(x, target)) for x in others]
 
 
 def nearest_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from sklearn.decomposition import PCA
+import scipy.sparse as sp
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from scldbench.data.counts import ArrayLike
+from scldbench.metrics.pca import fit_pca
 from scldbench.threads import thread_budget
 
 _MAX_SEED = np.iinfo(np.int32).max
@@ -38,8 +40,8 @@ class _Forest(RandomForestClassifier):
 
 
 def rf_auc(
-    real: np.ndarray,
-    generated: np.ndarray,
+    real: ArrayLike,
+    generated: ArrayLike,
     *,
     n_components: int = 50,
     n_trees: int = 1000,
@@ -52,15 +54,25 @@ def rf_auc(
     Stratified split into a fitting part and a `test_size` evaluation part; PCA to `n_components` fitted on the
     fitting part only; a forest of `n_trees` trees on `n_jobs` threads (default: this process's thread budget,
     so that worker processes running at once do not oversubscribe the cores); AUC on the evaluation part.
+    Sparse input (either set) stays sparse: rows are split by index and the PCA is centred implicitly
+    (`scldbench.metrics.pca.fit_pca`), which agrees with dense input's PCA to float rounding.
     """
-    real, generated = np.asarray(real, dtype=np.float32), np.asarray(generated, dtype=np.float32)
+    sparse = sp.issparse(real) or sp.issparse(generated)
+    if sparse:
+        real, generated = sp.csr_matrix(real, dtype=np.float32), sp.csr_matrix(generated, dtype=np.float32)
+    else:
+        real, generated = np.asarray(real, dtype=np.float32), np.asarray(generated, dtype=np.float32)
     if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
         raise ValueError(f"real {real.shape} and generated {generated.shape} must be 2-D with equal columns")
-    x = np.vstack([real, generated])
-    y = np.r_[np.zeros(len(real)), np.ones(len(generated))]
-    x_fit, x_eval, y_fit, y_eval = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
+    x = sp.vstack([real, generated], format="csr") if sparse else np.vstack([real, generated])
+    y = np.r_[np.zeros(real.shape[0]), np.ones(generated.shape[0])]
+    # splitting row numbers gives the rows splitting x itself would, without a second copy of x
+    fit_rows, eval_rows = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed)
+    x_fit, y_fit, y_eval = x[fit_rows], y[fit_rows], y[eval_rows]
     k = min(n_components, x_fit.shape[0], x_fit.shape[1])
-    pca = PCA(n_components=k, random_state=seed).fit(x_fit)
+    pca = fit_pca(x_fit, k, seed)
+    features = pca.transform(x_fit)
+    del x_fit
     forest = _Forest(n_estimators=n_trees, random_state=seed, n_jobs=n_jobs or thread_budget())
-    forest.fit(pca.transform(x_fit), y_fit)
-    return float(roc_auc_score(y_eval, forest.predict_proba(pca.transform(x_eval))[:, 1]))
+    forest.fit(features, y_fit)
+    return float(roc_auc_score(y_eval, forest.predict_proba(pca.transform(x[eval_rows]))[:, 1]))

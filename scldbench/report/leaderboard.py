@@ -18,7 +18,7 @@ from typing import Any
 
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.metrics.aggregate import ScaledScore, SeedSummary, mean_interval, scale_scores
-from scldbench.record import JobRecord, is_number
+from scldbench.record import JobRecord, asked_settings, is_number
 from scldbench.report import ranking
 from scldbench.report.metrics_info import (
     CONTROLS,
@@ -199,7 +199,7 @@ def build_board(views: Sequence[ProtocolView], confidence: float = 0.95) -> Boar
     notes = sorted({v.record.dataset_note for v in views if v.record.dataset_note})
     runs = sorted({v.record.run for v in views if v.record.run})
     description = next((v.description for v in views if v.description), "")
-    settings = next((v.settings for v in views if v.settings), {})
+    settings = asked_settings(next((v.settings for v in views if v.settings), {}))
     protocol = first.protocol or "none (no job was scored)"
     board = Board(dataset_name(first.record), protocol, description, notes, rows, metrics, runs,
                   fingerprint=first.record.fingerprint or "", settings=dict(settings))

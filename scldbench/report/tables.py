@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scldbench.metrics.aggregate import mean_interval
-from scldbench.record import JobRecord
+from scldbench.record import JobRecord, asked_settings
 from scldbench.report import formatting as fmt
 from scldbench.report import ranking
 from scldbench.report.leaderboard import Board, WinRates
@@ -225,5 +225,6 @@ def _protocols(records: Sequence[JobRecord]) -> list[tuple[str, dict[str, Any]]]
     for name, views in by_protocol(records).items():
         for view in views:
             if view.ok:
-                seen.setdefault((name, repr(sorted(view.settings.items()))), view.settings)
+                asked = asked_settings(view.settings)
+                seen.setdefault((name, repr(sorted(asked.items()))), asked)
     return [(name, settings) for (name, _), settings in seen.items()]

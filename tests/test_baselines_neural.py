@@ -136,7 +136,10 @@ def test_activa_keeps_cells_its_classifier_assigns_to_the_request(models):
     cats = np.asarray(model.label_categories)
     torch.manual_seed(0)
     _, probs = model._draw(500)
-    common = cats[np.argsort(-np.bincount(probs.argmax(axis=1), minlength=cats.size))[:2]]
+    # clusters the classifier gives at least 5% of drawn cells: reachable within the draw rounds on any machine
+    # (a tiny model may assign nearly every cell to one cluster)
+    common = cats[np.bincount(probs.argmax(axis=1), minlength=cats.size) >= 25]
+    assert common.size >= 1
     wanted = np.repeat(common, 6)
     logged = model._by_assignment(wanted)
     assigned = cats[model.classifier_(torch.as_tensor(logged)).argmax(dim=1).numpy()]

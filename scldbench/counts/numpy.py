@@ -64,13 +64,8 @@ def normalise_total_csr(x: ArrayLike, target: float = 1e4, *, log: bool = False)
 
     The values are those of ``normalise_total(x, target)`` (the factor target / total applied to every count).
     """
-    m = sp.csr_matrix(x, dtype=np.float64, copy=True)
-    if m.ndim != 2:
-        raise ValueError(f"counts must be 2-D (cells x genes), got shape {m.shape}")
+    m = normalise_total_sparse(x, target)
     m.eliminate_zeros()
-    totals = np.asarray(m.sum(axis=1)).ravel()
-    scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0)
-    m.data *= np.repeat(scale, np.diff(m.indptr))
     if log:
         np.log1p(m.data, out=m.data)
     return m

@@ -9,10 +9,14 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def table(text: str, first_header: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the Markdown table whose header starts with `first_header`, best-value marks removed."""
+def table(text: str, first_header: str, column: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the first Markdown table whose header starts with `first_header` (and names `column`,
+    when given), best-value marks removed."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    start = next(
+        i for i, line in enumerate(lines)
+        if line.startswith(f"| {first_header} |") and (column is None or f"| {column} |" in line)
+    )
     body = []
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
@@ -26,8 +30,9 @@ def table(text: str, first_header: str) -> tuple[list[str], list[list[str]]]:
 
 
 def report_figures(name: str) -> dict[str, tuple[str, str]]:
-    """Generator -> (RF AUC, MMD) of a leaderboard's headline table, without the best-value marks."""
-    header, rows = table((ROOT / "reports" / f"{name}.md").read_text(), "generator")
+    """Generator -> (RF AUC, MMD) of a leaderboard's first scgan-v1 board (after the win-rate summaries), without
+    the best-value marks."""
+    header, rows = table((ROOT / "reports" / f"{name}.md").read_text(), "generator", "RF AUC")
     auc, mmd = header.index("RF AUC"), header.index("MMD")
     return {row[0]: (row[auc], row[mmd]) for row in rows}
 

@@ -32,8 +32,8 @@ def prepared_summary(data: str | None, labels: str | None, clusters: int | None)
     """What the pbmc suite's preparation of `data` (with --labels / --clusters as given) produced."""
     import numpy as np
 
-    from scldbench.data.prepare import CLUSTER_KEY, SPLIT_KEY, _prepare_uncached, _validate_settings
     from scldbench.data.layers import with_counts_from
+    from scldbench.data.prepare import CLUSTER_KEY, SPLIT_KEY, _prepare_uncached, _validate_settings
     from scldbench.runner import resolve_data
     from scldbench.suite import load_suite
 

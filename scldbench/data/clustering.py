@@ -31,9 +31,10 @@ MAX_VALUE = 10.0
 N_BINS = 20
 
 
-def large_data(n_cells: int, n_genes: int, n_top: int = 2000, limit: int = DENSE_LIMIT) -> bool:
-    """Whether `n_cells` x min(`n_top`, `n_genes`) scaled values are over `limit`, so clusters are computed here."""
-    return n_cells * min(n_top, n_genes) > limit
+def large_data(n_cells: int, n_genes: int, n_top: int = 2000) -> bool:
+    """Whether `n_cells` x min(`n_top`, `n_genes`) scaled values are over `DENSE_LIMIT`, so clusters are
+    computed here."""
+    return n_cells * min(n_top, n_genes) > DENSE_LIMIT
 
 
 def _row_blocks(n_rows: int, n_columns: int) -> list[slice]:

@@ -1,8 +1,8 @@
 """The protocol's QC filters (cells with at least `min_genes` genes, then genes in at least `min_cells` of the
 kept cells), computed on a CSR matrix's stored entries without copying the whole dataset.
 
-The result equals scanpy's `filter_cells` then `filter_genes` on a copy (the cells, genes, stored values and
-their order, and the `n_genes` / `n_cells` columns those functions add), but builds only the filtered matrix:
+The result equals scanpy's `filter_cells` then `filter_genes` on a copy (the cells, genes, stored values in
+column order, and the `n_genes` / `n_cells` columns those functions add), but builds only the filtered matrix:
 scanpy copies the AnnData (layers included), makes a boolean matrix for each count and subsets columns with a
 sparse product.
 """
@@ -39,6 +39,7 @@ def filter_csr(adata: ad.AnnData, min_genes: int, min_cells: int) -> ad.AnnData:
     matrix = sp.csr_matrix(
         (x.data[keep], new_column[x.indices[keep]], indptr), shape=(int(cells.sum()), int(genes.sum()))
     )
+    matrix.sort_indices()  # scanpy's subsetting returns sorted column indices, whatever the input's order
     obs = adata.obs.copy()
     obs["n_genes"] = genes_per_cell
     var = adata.var.copy()

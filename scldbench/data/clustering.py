@@ -1,12 +1,12 @@
 """Computed clusters of data too large to densify: the steps of the protocol's clustering (log-normalisation,
 2,000 highly variable genes of scanpy's 'seurat' flavour, scaling clipped at 10, a 50-component PCA, a 15-nearest
-neighbour UMAP graph) without a dense copy of the scaled matrix or a float copy of the whole count matrix.
+neighbour UMAP graph, Leiden) without a dense copy of the scaled matrix or a float copy of the whole count matrix.
 
-Only the cells x top-genes values are ever held (sparse); scaling is applied to dense blocks of rows, and the PCA
-is the eigendecomposition of the scaled matrix's covariance, summed over those blocks. The neighbours are exact
-(scanpy's search is exact below 8,192 cells, approximate above), found block by block with a matrix product.
-Results are those of the small-data path in prepare.py up to float rounding, not bit for bit, so this path is
-taken only above `DENSE_LIMIT` values (see `large_data`); the development datasets stay below it.
+Only the cells x top-genes values are ever held (sparse); the PCA is the exact eigendecomposition of the clipped
+scaled matrix's covariance, computed from the sparse values (see `scaled_pca`); the neighbours are exact
+(scanpy's search is exact below 8,192 cells, approximate above). Results are those of the small-data path in
+prepare.py up to float rounding and igraph's random stream, not bit for bit, so this path is taken only above
+`DENSE_LIMIT` values (see `large_data`); the development datasets stay far below it.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ kept cells), computed on a CSR matrix's stored entries without copying the whole
 
 The result equals scanpy's `filter_cells` then `filter_genes` on a copy (the cells, genes, stored values in
 column order, and the `n_genes` / `n_cells` columns those functions add), but builds only the filtered matrix:
-scanpy copies the AnnData (layers included), makes a boolean matrix for each count and subsets columns with a
-sparse product.
+scanpy copies the AnnData (layers included), builds a boolean matrix of the counts for each filter and subsets
+the matrix twice.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from scldbench.data import clustering
-from scldbench.data.neighbours import exact_neighbours, umap_connectivities
+from scldbench.data import clustering, neighbours
+from scldbench.data.neighbours import approximate_neighbours, exact_neighbours, umap_connectivities
 from scldbench.data.quality import filter_csr
 
 prep = importlib.import_module("scldbench.data.prepare")
@@ -105,6 +105,31 @@ def test_exact_neighbours_are_the_nearest_points_itself_first():
     np.testing.assert_array_equal(indices[:, 0], np.arange(300))
     np.testing.assert_array_equal(np.sort(indices, axis=1), np.sort(np.argsort(full, axis=1)[:, :6], axis=1))
     np.testing.assert_allclose(distances, np.take_along_axis(full, indices, axis=1), atol=1e-9)
+
+
+def test_approximate_neighbours_list_the_point_first_then_its_nearest():
+    rng = np.random.default_rng(5)
+    points = rng.normal(size=(2000, 10)) + 4 * rng.integers(0, 4, (2000, 1))
+    indices, distances = approximate_neighbours(points, 15, seed=0)
+    exact, _ = exact_neighbours(points, 15)
+    assert indices.shape == (2000, 15)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(2000))
+    assert (np.diff(distances, axis=1) >= 0).all()
+    np.testing.assert_allclose(distances, np.linalg.norm(points[indices] - points[:, None], axis=2), rtol=1e-5)
+    recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(indices, exact, strict=True)])
+    assert recall > 0.95
+
+
+def test_neighbour_graph_searches_exactly_below_the_limit_only(monkeypatch):
+    points = np.random.default_rng(6).normal(size=(300, 5))
+    used = []
+    monkeypatch.setattr(neighbours, "approximate_neighbours",
+                        lambda p, k, seed: used.append("approximate") or exact_neighbours(p, k))
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 301)
+    exact_graph = neighbours.neighbour_graph(points, 10, seed=0)
+    assert used == []
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 300)
+    assert (neighbours.neighbour_graph(points, 10, seed=0) != exact_graph).nnz == 0 and used == ["approximate"]
 
 
 def test_umap_connectivities_equal_umap_learns():

@@ -3,10 +3,11 @@
 neighbour UMAP graph, Leiden) without a dense copy of the scaled matrix or a float copy of the whole count matrix.
 
 Only the cells x top-genes values are ever held (sparse); the PCA is the exact eigendecomposition of the clipped
-scaled matrix's covariance, computed from the sparse values (see `scaled_pca`); the neighbours are exact
-(scanpy's search is exact below 8,192 cells, approximate above). Results are those of the small-data path in
-prepare.py up to float rounding and igraph's random stream, not bit for bit, so this path is taken only above
-`DENSE_LIMIT` values (see `large_data`); the development datasets stay far below it.
+scaled matrix's covariance, computed from the sparse values (see `scaled_pca`); the neighbours are exact up to
+100,000 cells (scanpy's are exact below 8,192 cells), pynndescent's above (see `neighbours.neighbour_graph`).
+Results are those of the small-data path in prepare.py up to float rounding and igraph's random stream, not bit
+for bit, so this path is taken only above `DENSE_LIMIT` values (see `large_data`); the development datasets stay
+far below it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.linalg import eigh
 
-from scldbench.data.neighbours import exact_neighbour_graph
+from scldbench.data.neighbours import neighbour_graph
 
 #: cells x top genes above which the clustering runs here (a dense float32 scaled matrix of 400 MB and more)
 DENSE_LIMIT = 100_000_000
@@ -130,7 +131,7 @@ def scaled_pca(x: sp.csr_matrix, n_comps: int) -> np.ndarray:
     return (np.asarray(s @ vectors) - s_mean @ vectors).astype(np.float32)
 
 
-def large_data_graph(counts: sp.csr_matrix, n_top: int = 2000, n_comps: int = 50,
+def large_data_graph(counts: sp.csr_matrix, seed: int, n_top: int = 2000, n_comps: int = 50,
                      n_neighbors: int = 15) -> sp.csr_matrix:
     """The neighbour graph the clusters are found on, for counts over `DENSE_LIMIT` (see the module's text)."""
     factors = size_factors(counts)
@@ -142,7 +143,7 @@ def large_data_graph(counts: sp.csr_matrix, n_top: int = 2000, n_comps: int = 50
     x = log_normalised_genes(counts, factors, genes)
     scores = scaled_pca(x, min(n_comps, x.shape[0] - 1, x.shape[1] - 1))
     del x
-    return exact_neighbour_graph(scores, n_neighbors)
+    return neighbour_graph(scores, n_neighbors, seed)
 
 
 def leiden_graph(connectivities: sp.csr_matrix) -> ig.Graph:

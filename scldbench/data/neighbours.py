@@ -5,10 +5,11 @@ sparse *array*; scanpy then reads it with `getnnz`, which sparse arrays do not h
 every unlabelled dataset of that size failed to prepare. `neighbour_transformer` gives scanpy the same
 pynndescent search, with scanpy's own default settings, returning the sparse matrix scanpy expects.
 
-`exact_neighbour_graph` is the graph of the large-data clustering (scldbench/data/clustering.py): the exact
-neighbours (scikit-learn's brute-force search, as scanpy's below `APPROXIMATE_FROM` cells) and the UMAP
-connectivities scanpy computes from them, here in numpy: umap-learn's numba functions take about 10 s to compile
-in every process, pynndescent's a minute, each longer than the search itself at 68,579 cells.
+`neighbour_graph` is the graph of the large-data clustering (scldbench/data/clustering.py): up to
+`EXACT_UP_TO` cells the exact neighbours (scikit-learn's brute-force search, as scanpy's below `APPROXIMATE_FROM`
+cells), pynndescent's above, and the UMAP connectivities scanpy computes from them, here in numpy: umap-learn's
+numba functions take about 10 s to compile in every process, pynndescent's a minute, each longer than the exact
+search itself at 68,579 cells.
 """
 
 from __future__ import annotations
@@ -34,12 +35,21 @@ def neighbour_transformer(n_cells: int, n_neighbors: int, seed: int) -> _MatrixG
     applies (fewer than `APPROXIMATE_FROM` cells)."""
     if n_cells < APPROXIMATE_FROM:
         return None
+    return _pynndescent(n_cells, n_neighbors, seed)
+
+
+def _pynndescent(n_cells: int, n_neighbors: int, seed: int) -> _MatrixGraph:
     # scanpy's settings for pynndescent (those of UMAP's nearest_neighbors)
     return _MatrixGraph(
         n_neighbors=n_neighbors, metric="euclidean", random_state=seed, n_jobs=sc.settings.n_jobs,
         n_trees=min(64, 5 + round(n_cells**0.5 / 20.0)), n_iters=max(5, round(np.log2(n_cells))),
     )
 
+
+#: from this many cells on the large-data clustering takes pynndescent's neighbours, not exact ones: the exact
+#: search's cost grows with the square of the cells (35 s of CPU at 68,579 cells, 535 s at 250,000) and passes
+#: pynndescent's (about 60 s compiling its numba functions in each process, then seconds) near 100,000 cells
+EXACT_UP_TO = 100_000
 
 #: UMAP's tolerance on the sum of a cell's memberships, and its floor on a bandwidth (a share of mean distance)
 _TOLERANCE, _MIN_SCALE = 1e-5, 1e-3
@@ -104,7 +114,30 @@ def umap_connectivities(indices: np.ndarray, distances: np.ndarray) -> sp.csr_ma
     return graph
 
 
-def exact_neighbour_graph(points: np.ndarray, n_neighbors: int) -> sp.csr_matrix:
-    """The UMAP connectivities of the exact `n_neighbors`-nearest-neighbour graph (the cell itself counted), what
-    `scanpy.pp.neighbors` computes from the same neighbours up to float rounding."""
-    return umap_connectivities(*exact_neighbours(points, n_neighbors))
+def approximate_neighbours(points: np.ndarray, n_neighbors: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances) of each point's `n_neighbors` nearest points by pynndescent with scanpy's settings,
+    the point itself first."""
+    n = points.shape[0]
+    graph = _pynndescent(n, n_neighbors, seed).fit_transform(points)
+    width = np.diff(graph.indptr)
+    if width.min() != width.max():  # pynndescent gives every point the same number; if not, search exactly
+        return exact_neighbours(points, n_neighbors)
+    indices = graph.indices.reshape(n, -1).astype(np.int64)
+    distances = graph.data.reshape(n, -1).astype(np.float64)
+    own = np.arange(n)[:, None]
+    order = np.argsort(np.where(indices == own, -1.0, distances), axis=1, kind="stable")
+    indices, distances = np.take_along_axis(indices, order, 1), np.take_along_axis(distances, order, 1)
+    missing = indices[:, 0] != own[:, 0]  # a point the search did not list among its own neighbours
+    indices[missing] = np.hstack([own[missing], indices[missing, :-1]])
+    distances[missing] = np.hstack([np.zeros((int(missing.sum()), 1)), distances[missing, :-1]])
+    distances[:, 0] = 0.0
+    return indices[:, :n_neighbors], distances[:, :n_neighbors]
+
+
+def neighbour_graph(points: np.ndarray, n_neighbors: int, seed: int) -> sp.csr_matrix:
+    """The UMAP connectivities of the `n_neighbors`-nearest-neighbour graph (the cell itself counted), what
+    `scanpy.pp.neighbors` computes from the same neighbours up to float rounding: the neighbours exact below
+    `EXACT_UP_TO` points, pynndescent's from there on."""
+    if points.shape[0] < EXACT_UP_TO:
+        return umap_connectivities(*exact_neighbours(points, n_neighbors))
+    return umap_connectivities(*approximate_neighbours(points, n_neighbors, seed))

@@ -99,7 +99,7 @@ def compute_clusters(adata: ad.AnnData, n_clusters: int | None, resolution: floa
     scldbench/data/clustering.py (same steps, results equal up to float rounding); smaller data the scanpy calls
     below, whose results the checked-in records depend on."""
     if sp.issparse(adata.X) and large_data(adata.n_obs, adata.n_vars):
-        graph = leiden_graph(large_data_graph(sp.csr_matrix(adata.X)))
+        graph = leiden_graph(large_data_graph(sp.csr_matrix(adata.X), seed))
 
         def leiden(res: float) -> pd.Series:
             return pd.Series(leiden_labels(graph, resolution=res, seed=seed), index=adata.obs_names)

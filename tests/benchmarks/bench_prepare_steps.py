@@ -33,6 +33,7 @@ STEPS = (
     "scldbench.data.clustering:log_normalised_genes",
     "scldbench.data.clustering:scaled_pca",
     "scldbench.data.neighbours:exact_neighbours",
+    "scldbench.data.neighbours:approximate_neighbours",
     "scldbench.data.neighbours:umap_connectivities",
     "scldbench.data.clustering:leiden_graph",
     "scldbench.data.clustering:leiden_labels",

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import anndata as ad
@@ -19,8 +20,10 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from scldbench.data.cache import cache_dir
+from scldbench.data.clustering import large_data, large_data_graph, leiden_graph, leiden_labels
 from scldbench.data.layers import CLI_CHOICE, check_counts_in, with_counts_from
 from scldbench.data.neighbours import neighbour_transformer
+from scldbench.data.quality import filter_csr
 from scldbench.errors import ScldbenchError, suggest
 
 CLUSTER_KEY = "cluster"
@@ -74,9 +77,13 @@ def data_fingerprint(adata: ad.AnnData) -> str:
 
 
 def quality_filter(adata: ad.AnnData, min_genes: int, min_cells: int) -> ad.AnnData:
-    adata = adata.copy()
-    sc.pp.filter_cells(adata, min_genes=min_genes)
-    sc.pp.filter_genes(adata, min_cells=min_cells)
+    """Cells with at least `min_genes` genes, then genes in at least `min_cells` of those cells."""
+    if sp.issparse(adata.X) and adata.X.format == "csr":
+        adata = filter_csr(adata, min_genes, min_cells)
+    else:
+        adata = adata.copy()
+        sc.pp.filter_cells(adata, min_genes=min_genes)
+        sc.pp.filter_genes(adata, min_cells=min_cells)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ScldbenchError(
             f"no cells or genes are left after QC (cells with >= {min_genes} genes, genes in >= {min_cells} cells); "
@@ -86,7 +93,18 @@ def quality_filter(adata: ad.AnnData, min_genes: int, min_cells: int) -> ad.AnnD
 
 
 def compute_clusters(adata: ad.AnnData, n_clusters: int | None, resolution: float, seed: int) -> pd.Series:
-    """Leiden clusters of log-normalised expression; with `n_clusters`, the resolution is searched to hit it."""
+    """Leiden clusters of log-normalised expression; with `n_clusters`, the resolution is searched to hit it.
+
+    Sparse data of more than `clustering.DENSE_LIMIT` scaled values takes the lean path of
+    scldbench/data/clustering.py (same steps, results equal up to float rounding); smaller data the scanpy calls
+    below, whose results the checked-in records depend on."""
+    if sp.issparse(adata.X) and large_data(adata.n_obs, adata.n_vars):
+        graph = leiden_graph(large_data_graph(sp.csr_matrix(adata.X), seed))
+
+        def leiden(res: float) -> pd.Series:
+            return pd.Series(leiden_labels(graph, resolution=res, seed=seed), index=adata.obs_names)
+
+        return _search_resolution(leiden, n_clusters, resolution)
     work = ad.AnnData(X=adata.X.astype(np.float32), obs=pd.DataFrame(index=adata.obs_names))
     sc.pp.normalize_total(work, target_sum=1e4)
     sc.pp.log1p(work)
@@ -99,10 +117,16 @@ def compute_clusters(adata: ad.AnnData, n_clusters: int | None, resolution: floa
     sc.pp.neighbors(work, n_neighbors=15, random_state=seed,
                     transformer=neighbour_transformer(work.n_obs, n_neighbors=15, seed=seed))
 
-    def leiden(res: float) -> pd.Series:
+    def leiden_scanpy(res: float) -> pd.Series:
         sc.tl.leiden(work, resolution=res, random_state=seed, key_added="_leiden", flavor="igraph", n_iterations=2)
         return work.obs["_leiden"].astype(str)
 
+    return _search_resolution(leiden_scanpy, n_clusters, resolution)
+
+
+def _search_resolution(leiden: Callable[[float], pd.Series], n_clusters: int | None, resolution: float) -> pd.Series:
+    """`leiden(resolution)`, or with `n_clusters` the labels of the resolution bisected on [0.01, 5] that first
+    gives that many clusters (else the closest seen)."""
     if n_clusters is None:
         return leiden(resolution)
     lo, hi, best = 0.01, 5.0, None

@@ -5,6 +5,7 @@ peak resident memory per stage beside the targets.
     python tests/benchmarks/bench_atlas.py --cells 250000         # the second point: how each stage grows
     python tests/benchmarks/bench_atlas.py --cells 5000 --generators positive   # a quick check of the script
     python tests/benchmarks/bench_atlas.py --cache /tmp/atlas-counts              # simulate once, reuse after
+    python tests/benchmarks/bench_atlas.py --prepare-only --threads 2            # preparation's figures alone
 
 Counts come from bench_scld_scale.py's simulator (log-normal libraries, heavy-tailed gene abundances, clusters
 differing in a tenth of their genes, NB noise). Preparation is the pbmc suite's (QC, 10 computed Leiden
@@ -43,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--n-trees", type=int, default=1000)
     ap.add_argument("--no-extra", action="store_true", help="skip the metrics beyond RF AUC and MMD")
     ap.add_argument("--job", action="store_true", help="also score each sample as one suite job (per cluster too)")
+    ap.add_argument("--prepare-only", action="store_true", help="stop after preparation (its figures only)")
     ap.add_argument("--cache", default=None, help="folder to keep the simulated counts in and reuse them from")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -122,6 +124,10 @@ def main() -> None:
          f"{prepared.info['n_genes']} genes after QC, {prepared.info['n_clusters']} clusters, sparse {sparse}")
     keep("prepare", usage, n_genes=prepared.info["n_genes"], sparse=sparse)
     del adata, counts
+    if args.prepare_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2, default=float))
+        return
 
     # what a worker process receives once (the processes executor pickles the prepared data through a pipe)
     with track_usage() as usage:

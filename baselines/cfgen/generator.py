@@ -2,7 +2,8 @@
 
 Written from the published description. Stage one trains an autoencoder on raw counts: the encoder reads
 log1p of library-normalised counts, the decoder returns gene proportions whose product with the cell's library
-size is the mean of a negative binomial with one learned inverse dispersion per gene. Stage two standardises
+size is the mean of a negative binomial with one inverse dispersion per gene, learned with the weights and
+then set to its maximum-likelihood value given the trained decoder's means (`dispersion="mle"`). Stage two standardises
 the encoded training cells and learns a velocity field on straight paths from N(0, I) to them, conditioned on
 time, the cell's label (with a null token for classifier-free guidance) and its log library size. Sampling
 draws a library size from the training cells of the requested label, integrates the ODE from noise to a latent,
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from scldbench.baselines._torch_common import LibraryPrior, check_sizes, encode_labels, in_chunks
+from scldbench.baselines.cfgen.dispersion import refit_log_theta
 from scldbench.baselines.cfgen.flow import SOLVERS, guided_velocity, integrate
 from scldbench.baselines.cfgen.modules import CountAutoencoder, VelocityField
 from scldbench.baselines.cfgen.training import train_flow
@@ -35,6 +37,9 @@ log = logging.getLogger("scldbench.cfgen")
 _MIN_VALIDATION_CELLS = 32
 # cells the method-of-moments start of the dispersions is computed from
 _DISPERSION_INIT_CELLS = 10_000
+# cells the maximum-likelihood dispersions are fitted on (dense float64 cells x genes, several copies)
+_DISPERSION_MLE_CELLS = 2_000
+DISPERSIONS = ("mle", "learned")
 
 
 class CFGen(Generator):
@@ -75,6 +80,7 @@ class CFGen(Generator):
         grad_clip: float = 1.0,
         label_dropout: float = 0.2,
         condition_on_size: bool = True,
+        dispersion: str = "mle",
         guidance: float = 0.0,
         ode_solver: str = "midpoint",
         ode_steps: int = 50,
@@ -105,6 +111,9 @@ class CFGen(Generator):
             raise ScldbenchError(f"label_dropout must be a fraction in [0, 1], got {label_dropout!r}")
         self.label_dropout = float(label_dropout)
         self.condition_on_size = bool(condition_on_size)
+        if dispersion not in DISPERSIONS:
+            raise ScldbenchError(f"dispersion must be one of {', '.join(DISPERSIONS)}, got {dispersion!r}")
+        self.dispersion = dispersion
         self.guidance = float(guidance)
         if ode_solver not in SOLVERS:
             raise ScldbenchError(f"ode_solver must be one of {', '.join(SOLVERS)}, got {ode_solver!r}")
@@ -140,6 +149,8 @@ class CFGen(Generator):
             self._rng, False, log.info, train_idx=fit_idx, val_idx=val_idx,
         )
         self.autoencoder_.eval()
+        if self.dispersion == "mle":
+            self._refit_dispersion(data, fit_idx)
 
         latents = self._encode(data)
         self.scaler_ = fit_latent_scaler(latents, "standard")
@@ -154,6 +165,17 @@ class CFGen(Generator):
             weight_decay=self.flow_weight_decay, label_dropout=self.label_dropout if n_classes else 0.0,
             grad_clip=self.grad_clip, rng=self._rng, log=log.info,
         )
+
+    def _refit_dispersion(self, data: CountData, fit_idx: np.ndarray) -> None:
+        cells = fit_idx if fit_idx.size <= _DISPERSION_MLE_CELLS else np.sort(
+            self._rng.choice(fit_idx, size=_DISPERSION_MLE_CELLS, replace=False))
+        learned = self.autoencoder_.log_theta.detach().clone()
+        fitted = refit_log_theta(self.autoencoder_, data, cells)
+        with torch.no_grad():
+            self.autoencoder_.log_theta.copy_(fitted)
+        self.diagnostics_ |= {"theta_learned_median": float(learned.exp().median()),
+                              "theta_mle_median": float(fitted.exp().median()),
+                              "theta_mle_log_shift_median": float((fitted - learned).abs().median())}
 
     def _build_module(self, name: str) -> torch.nn.Module:
         if name == "autoencoder_":

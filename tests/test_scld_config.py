@@ -121,10 +121,12 @@ def test_fit_time_draws_take_the_fit_sampler_and_samples_the_sampling_one(monkey
 
 
 def test_diffusion_epochs_cap_only_shortens_training_on_small_data():
-    uncapped = SCLDConfig.cpu().diffusion
+    uncapped = SCLDConfig.cpu().replace(max_diffusion_epochs=0).diffusion
     assert uncapped.training_steps(300) == uncapped.training_steps(50_000) == 4000
-    capped = SCLDConfig.cpu().replace(max_diffusion_epochs=420).diffusion
+    capped = SCLDConfig.cpu().diffusion
     assert capped.training_steps(560) == 1838  # ceil(420 * 560 / 128)
-    assert capped.training_steps(1256) == 4000  # 408 passes at 4,000 steps: under the cap
+    assert capped.training_steps(1256) == 4000  # mouse bladder's training cells: 408 passes, under the cap
+    assert capped.training_steps(1618) == 4000  # pbmc3k's
+    assert SCLDConfig.paper().diffusion.training_steps(300) == 20_000
     with pytest.raises(ScldbenchError, match="max_diffusion_epochs must be >= 0"):
         SCLD(max_diffusion_epochs=-1)

@@ -301,10 +301,13 @@ class SCLDConfig:
 
     @classmethod
     def cpu(cls) -> SCLDConfig:
-        """Sized for two CPU cores: latent 16, autoencoder width 256, denoiser (256, 128), 4,000 diffusion steps;
-        the fit's own draws by DDIM-50, the marginal draw at most 4 cells per training cell."""
+        """Sized for two CPU cores: latent 16, autoencoder width 256, denoiser (256, 128), 4,000 diffusion steps
+        and at most 420 passes over the training latents; the fit's own draws by DDIM-50, the marginal draw at
+        most 4 cells per training cell."""
         return cls.paper().replace(
             latent_dim=16, ae_hidden=256, denoiser_channels=[256, 128], steps=4000,
+            # the passes 4,000 steps make on the data they were chosen on (decision log, "steps on small data")
+            max_diffusion_epochs=420.0,
             # the fit's own draws with DDIM-50 and sized from the data (decision log, "fit-time draws")
             fit_sampler="ddim", marginal_draw_per_cell=4.0,
         )

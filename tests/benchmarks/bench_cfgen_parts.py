@@ -43,30 +43,23 @@ def main() -> None:
     args = parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, str(args.threads))
-    from dataclasses import replace
-
     import numpy as np
     import scipy.sparse as sp
     import torch
 
     torch.set_num_threads(args.threads)
+    from suite_data import prepared_as_suite
+
     from scldbench.baselines.cfgen import CFGen
     from scldbench.baselines.cfgen.dispersion import decoded_means
     from scldbench.counts.torch import sample_nb
-    from scldbench.data import load_dataset, prepare
     from scldbench.evaluation import labels_of
     from scldbench.metrics import fit_log_pca, manifold_metrics
     from scldbench.protocols import get_protocol
     from scldbench.suite import load_suite
 
     suite = load_suite(args.suite)
-    adata, spec = load_dataset(args.data)
-    settings = suite.prepare_settings({"labels_key": spec.labels_key, "n_clusters": spec.n_clusters})
-    if args.labels is not None:
-        settings = replace(settings, labels_key=args.labels, n_clusters=None)
-    if args.clusters is not None:
-        settings = replace(settings, labels_key=None, n_clusters=args.clusters)
-    data = prepare(adata, settings)
+    data = prepared_as_suite(suite, args.data, args.labels, args.clusters)
     n_trees = args.trees or suite.evaluate.n_trees
     params = dict(suite.params.get("cfgen", {})) | json.loads(args.fixed)
     model = CFGen(**params, seed=args.seed, device="cpu")

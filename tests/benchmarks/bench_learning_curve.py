@@ -67,9 +67,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from dataclasses import replace
+    from suite_data import prepared_as_suite
 
-    from scldbench.data import load_dataset, prepare
     from scldbench.evaluation import labels_of
     from scldbench.metrics import fit_log_pca, manifold_metrics
     from scldbench.protocols import get_protocol
@@ -77,13 +76,7 @@ def main() -> None:
     from scldbench.suite import load_suite
 
     suite = load_suite(args.suite)
-    adata, spec = load_dataset(args.data)
-    settings = suite.prepare_settings({"labels_key": spec.labels_key, "n_clusters": spec.n_clusters})
-    if args.labels is not None:
-        settings = replace(settings, labels_key=args.labels, n_clusters=None)
-    if args.clusters is not None:
-        settings = replace(settings, labels_key=None, n_clusters=args.clusters)
-    data = prepare(adata, settings)
+    data = prepared_as_suite(suite, args.data, args.labels, args.clusters)
     info = data.info
     print(f"data {args.data}: {info['n_train']} train / {info['n_test']} test cells x {info['n_genes']} genes, "
           f"{info['n_clusters']} clusters; suite {suite.name}; {args.threads} thread(s)", flush=True)

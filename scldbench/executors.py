@@ -127,16 +127,21 @@ def make_executor(execution: Execution) -> SerialExecutor | ProcessExecutor | Ra
 
 def run_one(job: Job, prepared: PreparedData, ctx: JobContext, execution: Execution,
             on_stage: OnStage | None) -> JobRecord:
-    """Run one job through `runner.run_job` (which writes its record) and return the record."""
+    """Run one job through `runner.run_job` (which writes its record) and return the record.
+
+    The thread limits are set afresh for every job: a library may raise them as a side effect (scanpy's numba
+    kernels raise torch's OpenMP threads), and a worker runs many jobs.
+    """
     from scldbench.runner import SilentReporter, run_job
     from scldbench.scoring import shared_context
     from scldbench.store import RunStore
 
     reporter = _StageReporter(on_stage) if on_stage else SilentReporter()
-    return run_job(
-        job, prepared, shared_context(prepared), ctx.suite, ctx.device, RunStore(ctx.store_root), reporter,
-        ctx.dataset, execution=execution.as_record(),
-    )
+    with threads_limited(execution.threads):
+        return run_job(
+            job, prepared, shared_context(prepared), ctx.suite, ctx.device, RunStore(ctx.store_root), reporter,
+            ctx.dataset, execution=execution.as_record(),
+        )
 
 
 class _StageReporter:
@@ -201,9 +206,7 @@ class SerialExecutor:
         for job in jobs:
             if on_stage:
                 on_stage(job, START)
-            with threads_limited(self.execution.threads):
-                record = run_one(job, prepared, ctx, self.execution, on_stage)
-            yield job, record
+            yield job, run_one(job, prepared, ctx, self.execution, on_stage)
 
 
 # ---- processes ----

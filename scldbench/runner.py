@@ -219,11 +219,13 @@ def resolved_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in (klass.parameters() | params).items() if k not in left_out}
 
 
-def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seeds: Sequence[int]) -> list[Job]:
+def plan_jobs(suite: Suite, prepared: PreparedData, only: list[str] | None, seeds: Sequence[int],
+              dataset: str | None = None) -> list[Job]:
+    """The jobs of a run on `prepared` (the named `dataset`, which picks up the suite's `[fallback_params]`)."""
     jobs = []
     sampling = {k: getattr(suite.evaluate, k) for k in SAMPLING_KEYS}
     for order, entry in enumerate(_entries(suite, only, announce=True)):
-        params = suite.params.get(entry.name, {}) | entry.params
+        params = suite.generator_params(entry, dataset)
         resolved = resolved_params(entry.name, params)
         for seed in seeds:
             key = job_key(prepared.fingerprint, sampling, entry, resolved, seed)
@@ -455,7 +457,9 @@ def plan_run(request: RunRequest) -> RunPlan:
         settings = replace(settings, labels_key=None, n_clusters=request.clusters)
     layer = request.layer if request.layer is not None else suite.layer
     prepared = prepare(adata, settings, use_cache=request.use_cache, layer=layer)
-    jobs = plan_jobs(suite, prepared, request.generators, seeds)
+    jobs = plan_jobs(suite, prepared, request.generators, seeds, spec.name)
+    if spec.name == suite.fallback_dataset and suite.fallback_note():
+        note = f"{note}; {suite.fallback_note()}" if note else suite.fallback_note()
     return RunPlan(request, store, prepared, spec.name, note, settings, seeds, jobs, layer, protocols)
 
 

@@ -15,6 +15,7 @@ generators = ["*"]                  # "*" is every registered generator; beside 
 [prepare]                           # overrides of PrepareSettings (labels_key, n_clusters, test_fraction...)
 [evaluate]                          # n_trees, per_cluster, min_cluster_cells, guidance, n_generated
 [params.scld]                       # parameters for every job of that generator
+[fallback_params.scgan]             # over [params] when the data is the fallback dataset (stated in every output)
 ```
 """
 
@@ -36,7 +37,7 @@ from scldbench.errors import ScldbenchError, suggest
 from scldbench.suite_values import hints, range_problem, type_problem
 
 TOP_KEYS = {"name", "description", "dataset", "fallback_dataset", "protocol", "protocols", "seeds", "generators",
-            "prepare", "evaluate", "params", "timeout_seconds", "layer"}
+            "prepare", "evaluate", "params", "fallback_params", "timeout_seconds", "layer"}
 ENTRY_KEYS = {"name", "label", "params", "timeout"}
 
 
@@ -94,6 +95,8 @@ class Suite:
     timeout_seconds: float | None = None
     #: the layer of the dataset holding raw counts (None: X)
     layer: str | None = None
+    #: parameters over `params` for jobs on the fallback dataset (smaller budgets for small embedded data)
+    fallback_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def protocol(self) -> str:
@@ -102,6 +105,21 @@ class Suite:
 
     def prepare_settings(self, defaults: dict[str, Any]) -> PrepareSettings:
         return PrepareSettings(**(defaults | self.prepare))
+
+    def generator_params(self, entry: GeneratorEntry, dataset: str | None = None) -> dict[str, Any]:
+        """The entry's parameters: the suite's `[params]`, then `[fallback_params]` when `dataset` is the
+        fallback dataset, then the entry's own."""
+        on_fallback = dataset is not None and dataset == self.fallback_dataset
+        fallback = self.fallback_params.get(entry.name, {}) if on_fallback else {}
+        return self.params.get(entry.name, {}) | fallback | entry.params
+
+    def fallback_note(self) -> str | None:
+        """What `[fallback_params]` changes, for the outputs of a run on the fallback dataset."""
+        if not self.fallback_params:
+            return None
+        changes = "; ".join(f"{name} " + ", ".join(f"{k}={v!r}" for k, v in table.items())
+                            for name, table in sorted(self.fallback_params.items()))
+        return f"suite {self.name!r} sets smaller budgets for {self.fallback_dataset!r}: {changes}"
 
 
 def _fail(where: str, key: str, problem: str) -> ScldbenchError:
@@ -247,6 +265,13 @@ def _check_generator_params(name: str, params: dict[str, Any], where: str, key: 
         raise _fail(where, key, f"generator {name!r} refuses these parameters: {first}") from None
 
 
+def _param_tables(data: dict[str, Any], key: str, where: str) -> dict[str, dict[str, Any]]:
+    tables = data.get(key, {})
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise _fail(where, key, f"must be a table of tables, e.g. [{key}.scld]")
+    return tables
+
+
 def parse_suite(data: dict[str, Any], where: str) -> Suite:
     for key in data:
         if key not in TOP_KEYS:
@@ -273,16 +298,19 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
                 raise _fail(where, f"evaluate.{key}", "must be a non-empty list")
             evaluate[key] = tuple(str(v) if key == "sweep_clusters" else float(v) for v in evaluate[key])
     evaluate_settings = EvaluateSettings(**evaluate)
-    params = data.get("params", {})
-    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
-        raise _fail(where, "params", "must be a table of tables, e.g. [params.scld]")
+    params = _param_tables(data, "params", where)
+    fallback_params = _param_tables(data, "fallback_params", where)
+    if fallback_params and not data.get("fallback_dataset"):
+        raise _fail(where, "fallback_params", "applies to the fallback dataset, but the suite names none; add "
+                    "fallback_dataset = \"...\" or drop [fallback_params]")
     protocols = _protocols(data, where)
     generators = _generators(data.get("generators", ["*"]), where)
-    for name, table in params.items():
-        _check_generator_params(name, table, where, f"params.{name}")
+    for key, tables in (("params", params), ("fallback_params", fallback_params)):
+        for name, table in tables.items():
+            _check_generator_params(name, table, where, f"{key}.{name}")
     for entry in generators:
-        _check_generator_params(entry.name, params.get(entry.name, {}) | entry.params, where,
-                                f"generators.{entry.label}")
+        _check_generator_params(entry.name, params.get(entry.name, {}) | fallback_params.get(entry.name, {})
+                                | entry.params, where, f"generators.{entry.label}")
     return Suite(
         name=data["name"],
         description=str(data.get("description", "")),
@@ -297,6 +325,7 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
         params=params,
         timeout_seconds=_timeout(data.get("timeout_seconds"), where, "timeout_seconds"),
         layer=_layer(data.get("layer"), where),
+        fallback_params=fallback_params,
     )
 
 

@@ -109,3 +109,31 @@ def test_a_changed_generator_default_changes_the_job_key(pbmc_prepared, monkeypa
     # a stored nb result made under the old default is not reused; splat's is
     assert again["nb"] != keys["nb"] and again["nb-libsize"] != keys["nb-libsize"]
     assert again["splat"] == keys["splat"]
+
+
+def test_fallback_params_apply_on_the_fallback_dataset_only(pbmc_prepared):
+    from scldbench.runner import plan_jobs
+
+    suite = load_suite("pbmc")
+    on_fallback = {job.label: job.params for job in plan_jobs(suite, pbmc_prepared, ["scgan", "nb"], (0,),
+                                                               "pbmc68k-mini")}
+    elsewhere = {job.label: job.params for job in plan_jobs(suite, pbmc_prepared, ["scgan", "nb"], (0,),
+                                                             "/data/my_cells.h5ad")}
+    assert on_fallback["scgan"]["steps"] == suite.fallback_params["scgan"]["steps"]
+    assert elsewhere["scgan"]["steps"] == suite.params["scgan"]["steps"] != on_fallback["scgan"]["steps"]
+    assert on_fallback["nb-libsize"] == elsewhere["nb-libsize"]  # generators without fallback budgets unchanged
+    assert f"scgan steps={on_fallback['scgan']['steps']}" in suite.fallback_note()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "x"\ndataset = "d"\n[fallback_params.nb]\nmethod = "moments"', "the suite names none"),
+        ('name = "x"\ndataset = "d"\nfallback_dataset = "e"\n[fallback_params.nb]\nmethd = 1',
+         "key 'fallback_params.nb.methd': generator 'nb' has no such parameter"),
+        ('name = "x"\ndataset = "d"\nfallback_dataset = "e"\nfallback_params = 3', "must be a table of tables"),
+    ],
+)
+def test_fallback_params_mistakes(tmp_path, text, message):
+    with pytest.raises(ScldbenchError, match=message):
+        load_suite(write(tmp_path, text))

@@ -92,7 +92,10 @@ class ScviTools(Generator):
         ends at a small weight, its latent far from N(0, I), and prior samples fall off the data
         (docs/generators/scvi.md, "KL warm-up").
     scanvi_epochs
-        SCANVI epochs after SCVI when fitted with labels; unset = scvi-tools' rule for a pretrained SCVI (<= 10).
+        SCANVI epochs after SCVI when fitted with labels; unset = as many as the SCVI stage. scvi-tools' own rule
+        for a pretrained SCVI (at most 10) suits label transfer, but the label-conditioned prior p(z1 | z2, y)
+        that generation draws from barely trains in 10 epochs: its draws carried no label signal
+        (docs/generators/scvi.md, "SCANVI epochs").
     batch_size
         Mini-batch size of both stages.
     use_labels
@@ -186,7 +189,7 @@ class ScviTools(Generator):
             if labelled:
                 model = scvi.model.SCANVI.from_scvi_model(model, unlabeled_category=_UNLABELLED)
                 # the SCVI stage has warmed up already: scANVI's prior terms are fitted at full KL weight
-                model.train(**_trainer_settings(self.scanvi_epochs, self.batch_size, self.device, None))
+                model.train(**_trainer_settings(self.scanvi_epochs or epochs, self.batch_size, self.device, None))
                 self.history_ |= {f"scanvi_{k}": v for k, v in _losses(model).items()}
                 mapping = model.adata_manager.get_state_registry("labels").categorical_mapping
                 self.label_codes_ = {str(lab): i for i, lab in enumerate(mapping) if lab != _UNLABELLED}

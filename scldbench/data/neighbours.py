@@ -14,23 +14,34 @@ search itself at 68,579 cells.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 import scanpy as sc
 import scipy.sparse as sp
-from pynndescent import PyNNDescentTransformer
 
 #: from this many cells on scanpy's default neighbour search is approximate (pynndescent), below it exact
 APPROXIMATE_FROM = 8192
 
 
-class _MatrixGraph(PyNNDescentTransformer):
-    """pynndescent's neighbour graph as a `scipy.sparse.csr_matrix`."""
+@functools.cache
+def _matrix_graph() -> type:
+    """pynndescent's transformer returning its graph as a `scipy.sparse.csr_matrix`.
 
-    def fit_transform(self, X, y=None, **fit_params):  # noqa: N803 - scikit-learn's signature
-        return sp.csr_matrix(super().fit_transform(X, y, **fit_params))
+    Built on first use: importing pynndescent compiles its numba functions, tens of seconds in every process
+    (each worker of a run) that would otherwise import it for data that never needs it.
+    """
+    from pynndescent import PyNNDescentTransformer
+
+    class MatrixGraph(PyNNDescentTransformer):
+        def fit_transform(self, X, y=None, **fit_params):  # noqa: N803 - scikit-learn's signature
+            return sp.csr_matrix(super().fit_transform(X, y, **fit_params))
+
+    return MatrixGraph
 
 
-def neighbour_transformer(n_cells: int, n_neighbors: int, seed: int) -> _MatrixGraph | None:
+def neighbour_transformer(n_cells: int, n_neighbors: int, seed: int) -> Any | None:
     """The transformer to pass to `scanpy.pp.neighbors` for `n_cells` cells, or None where scanpy's exact search
     applies (fewer than `APPROXIMATE_FROM` cells)."""
     if n_cells < APPROXIMATE_FROM:
@@ -38,9 +49,9 @@ def neighbour_transformer(n_cells: int, n_neighbors: int, seed: int) -> _MatrixG
     return _pynndescent(n_cells, n_neighbors, seed)
 
 
-def _pynndescent(n_cells: int, n_neighbors: int, seed: int) -> _MatrixGraph:
+def _pynndescent(n_cells: int, n_neighbors: int, seed: int) -> Any:
     # scanpy's settings for pynndescent (those of UMAP's nearest_neighbors)
-    return _MatrixGraph(
+    return _matrix_graph()(
         n_neighbors=n_neighbors, metric="euclidean", random_state=seed, n_jobs=sc.settings.n_jobs,
         n_trees=min(64, 5 + round(n_cells**0.5 / 20.0)), n_iters=max(5, round(np.log2(n_cells))),
     )

@@ -458,8 +458,9 @@ def plan_run(request: RunRequest) -> RunPlan:
     layer = request.layer if request.layer is not None else suite.layer
     prepared = prepare(adata, settings, use_cache=request.use_cache, layer=layer)
     jobs = plan_jobs(suite, prepared, request.generators, seeds, spec.name)
-    if spec.name == suite.fallback_dataset and suite.fallback_note():
-        note = f"{note}; {suite.fallback_note()}" if note else suite.fallback_note()
+    budgets = suite.fallback_note(spec.name)
+    if budgets:
+        note = f"{note}; {budgets}" if note else budgets
     return RunPlan(request, store, prepared, spec.name, note, settings, seeds, jobs, layer, protocols)
 
 

@@ -106,16 +106,18 @@ class Suite:
     def prepare_settings(self, defaults: dict[str, Any]) -> PrepareSettings:
         return PrepareSettings(**(defaults | self.prepare))
 
+    def _on_fallback(self, dataset: str | None) -> bool:
+        return dataset is not None and dataset == self.fallback_dataset
+
     def generator_params(self, entry: GeneratorEntry, dataset: str | None = None) -> dict[str, Any]:
         """The entry's parameters: the suite's `[params]`, then `[fallback_params]` when `dataset` is the
         fallback dataset, then the entry's own."""
-        on_fallback = dataset is not None and dataset == self.fallback_dataset
-        fallback = self.fallback_params.get(entry.name, {}) if on_fallback else {}
+        fallback = self.fallback_params.get(entry.name, {}) if self._on_fallback(dataset) else {}
         return self.params.get(entry.name, {}) | fallback | entry.params
 
-    def fallback_note(self) -> str | None:
-        """What `[fallback_params]` changes, for the outputs of a run on the fallback dataset."""
-        if not self.fallback_params:
+    def fallback_note(self, dataset: str | None) -> str | None:
+        """What `[fallback_params]` changes for a run on `dataset`, for its outputs (None: nothing)."""
+        if not self.fallback_params or not self._on_fallback(dataset):
             return None
         changes = "; ".join(f"{name} " + ", ".join(f"{k}={v!r}" for k, v in table.items())
                             for name, table in sorted(self.fallback_params.items()))
@@ -308,10 +310,7 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
     for key, tables in (("params", params), ("fallback_params", fallback_params)):
         for name, table in tables.items():
             _check_generator_params(name, table, where, f"{key}.{name}")
-    for entry in generators:
-        _check_generator_params(entry.name, params.get(entry.name, {}) | fallback_params.get(entry.name, {})
-                                | entry.params, where, f"generators.{entry.label}")
-    return Suite(
+    suite = Suite(
         name=data["name"],
         description=str(data.get("description", "")),
         dataset=data["dataset"],
@@ -327,6 +326,11 @@ def parse_suite(data: dict[str, Any], where: str) -> Suite:
         layer=_layer(data.get("layer"), where),
         fallback_params=fallback_params,
     )
+    for entry in generators:
+        for dataset in dict.fromkeys((None, suite.fallback_dataset)):
+            _check_generator_params(entry.name, suite.generator_params(entry, dataset), where,
+                                    f"generators.{entry.label}")
+    return suite
 
 
 def builtin_suites() -> dict[str, str]:

@@ -112,16 +112,12 @@ def test_label_conditioned_draws_carry_their_labels(small, one_thread) -> None:
     """Cells drawn for a label differ from the rest as that label's real cells do (SCANVI's prior is trained)."""
     pytest.importorskip("scvi")
     from scldbench.baselines.scvi import ScviTools
+    from scldbench.counts.numpy import log_normalise
 
     model = ScviTools(seed=0, max_epochs=150, n_hidden=32, n_latent=4, batch_size=64).fit(small, labels_key="cluster")
     labels = small.obs["cluster"].astype(str).to_numpy()
     drawn = model.sample(len(labels), labels=labels, seed=1)
-
-    def log_norm(x):
-        x = np.asarray(x.todense() if hasattr(x, "todense") else x, dtype=float)
-        return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1) * 1e4)
-
-    real, fake = log_norm(small.X), log_norm(drawn.X)
+    real, fake = log_normalise(small.X), log_normalise(drawn.X)
     for label in np.unique(labels):
         mine = labels == label
         real_shift = real[mine].mean(0) - real[~mine].mean(0)

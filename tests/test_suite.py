@@ -122,7 +122,8 @@ def test_fallback_params_apply_on_the_fallback_dataset_only(pbmc_prepared):
     assert on_fallback["scgan"]["steps"] == suite.fallback_params["scgan"]["steps"]
     assert elsewhere["scgan"]["steps"] == suite.params["scgan"]["steps"] != on_fallback["scgan"]["steps"]
     assert on_fallback["nb-libsize"] == elsewhere["nb-libsize"]  # generators without fallback budgets unchanged
-    assert f"scgan steps={on_fallback['scgan']['steps']}" in suite.fallback_note()
+    assert f"scgan steps={on_fallback['scgan']['steps']}" in suite.fallback_note("pbmc68k-mini")
+    assert suite.fallback_note("/data/my_cells.h5ad") is None
 
 
 @pytest.mark.parametrize(

@@ -22,16 +22,14 @@ import os
 import time
 from typing import Any
 
+from suite_data import add_data_arguments, prepared_as_suite
+
 SHOWN = ("rf_auc", "mmd", "w2", "mmd_rbf", "energy_distance", "precision", "recall", "coverage")
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="dataset name or path")
-    group = ap.add_mutually_exclusive_group()
-    group.add_argument("--labels", default=None, help="obs column with cell labels")
-    group.add_argument("--clusters", type=int, default=None, help="compute this many clusters instead of labels")
-    ap.add_argument("--suite", default="pbmc", help="suite whose preparation and [params.cfgen] are used")
+    add_data_arguments(ap, suite_help="suite whose preparation and [params.cfgen] are used")
     ap.add_argument("--fixed", default="{}", help="CFGen parameters as JSON, over the suite's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--trees", type=int, default=None, help="random-forest trees (default: the suite's)")
@@ -48,7 +46,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from suite_data import prepared_as_suite
 
     from scldbench.baselines.cfgen import CFGen
     from scldbench.baselines.cfgen.dispersion import decoded_means

@@ -26,16 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from suite_data import add_data_arguments, prepared_as_suite
+
 METRICS = ("rf_auc", "mmd", "precision", "recall", "density", "coverage")
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="pbmc68k-mini", help="dataset name or path (.h5ad, 10x .h5, folder)")
-    group = ap.add_mutually_exclusive_group()
-    group.add_argument("--labels", default=None, help="obs column with cell labels")
-    group.add_argument("--clusters", type=int, default=None, help="compute this many clusters instead of labels")
-    ap.add_argument("--suite", default="pbmc", help="suite whose preparation, protocol and params are used")
+    add_data_arguments(ap, default_data="pbmc68k-mini",
+                       suite_help="suite whose preparation, protocol and params are used")
     ap.add_argument("--generator", required=True, help="registered generator name")
     ap.add_argument("--param", required=True, help="the generator's training-length parameter (steps, epochs)")
     ap.add_argument("--budgets", type=float, nargs="+", required=True, help="values of --param to fit at")
@@ -67,7 +66,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from suite_data import prepared_as_suite
 
     from scldbench.evaluation import labels_of
     from scldbench.metrics import fit_log_pca, manifold_metrics

@@ -26,28 +26,17 @@ import json
 import time
 from typing import Any
 
+from suite_data import add_data_arguments, prepared_as_suite
+
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="dataset name or path")
-    group = ap.add_mutually_exclusive_group()
-    group.add_argument("--labels", default=None, help="obs column with cell labels")
-    group.add_argument("--clusters", type=int, default=None, help="compute this many clusters instead of labels")
-    ap.add_argument("--suite", default="pbmc", help="suite whose preparation and [params.scvi] are used")
+    add_data_arguments(ap, suite_help="suite whose preparation and [params.scvi] are used")
     ap.add_argument("--scanvi-epochs", type=int, nargs="+", default=[10], help="SCANVI epochs to compare")
     ap.add_argument("--fixed", default="{}", help="scvi parameters as JSON, over the suite's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     return ap.parse_args()
-
-
-def log_normalised(counts: Any) -> Any:
-    import numpy as np
-    import scipy.sparse as sp
-
-    x = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
-    x = x.astype(np.float64)
-    return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1.0) * 1e4)
 
 
 def label_figures(generated: Any, labels: Any, real: Any, real_labels: Any, classifier: Any) -> dict[str, float]:
@@ -94,8 +83,8 @@ def main() -> None:
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from suite_data import prepared_as_suite
 
+    from scldbench.counts.numpy import log_normalise
     from scldbench.evaluation import labels_of
     from scldbench.registry import get_generator
     from scldbench.suite import load_suite
@@ -105,7 +94,7 @@ def main() -> None:
     train, test = prepared.train, prepared.test
     train_labels = labels_of(train, prepared.labels_key)
     test_labels = labels_of(test, prepared.labels_key)
-    real_train, real_test = log_normalised(train.X), log_normalised(test.X)
+    real_train, real_test = log_normalise(train.X), log_normalise(test.X)
     classifier = make_pipeline(PCA(50, random_state=0), LogisticRegression(max_iter=2000))
     classifier.fit(real_train, train_labels)
     ceiling = label_figures(real_test, test_labels, real_test, test_labels, classifier)
@@ -119,9 +108,9 @@ def main() -> None:
         model.fit(train, prepared.labels_key)
         fit_seconds = time.perf_counter() - start
         sample = model.sample(test.n_obs, labels=test_labels)
-        drawn = label_figures(log_normalised(sample.X), labels_of(sample, prepared.labels_key), real_test,
+        drawn = label_figures(log_normalise(sample.X), labels_of(sample, prepared.labels_key), real_test,
                               test_labels, classifier)
-        encoded = label_figures(log_normalised(encoded_draws(model, train, train_labels)), train_labels, real_test,
+        encoded = label_figures(log_normalise(encoded_draws(model, train, train_labels)), train_labels, real_test,
                                 test_labels, classifier)
         rows.append({"scanvi_epochs": epochs, "fit_seconds": fit_seconds, "drawn": drawn, "encoded": encoded})
         print(f"scanvi_epochs {epochs:4d}  fit {fit_seconds:6.0f} s  drawn: label acc {drawn['label_accuracy']:.3f} "

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 from typing import Any
+
+
+def add_data_arguments(ap: argparse.ArgumentParser, *, suite_help: str, default_data: str | None = None) -> None:
+    """--data, --labels | --clusters and --suite, as `scldbench run` takes them."""
+    ap.add_argument("--data", required=default_data is None, default=default_data,
+                    help="dataset name or path (.h5ad, 10x .h5, folder)")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--labels", default=None, help="obs column with cell labels")
+    group.add_argument("--clusters", type=int, default=None, help="compute this many clusters instead of labels")
+    ap.add_argument("--suite", default="pbmc", help=suite_help)
 
 
 def prepared_as_suite(suite: Any, data: str, labels: str | None = None, clusters: int | None = None) -> Any:

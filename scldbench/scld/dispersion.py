@@ -32,29 +32,39 @@ def theta_from_sums(mean_sq: torch.Tensor, excess: torch.Tensor, floor: float) -
     return theta.clamp(min=floor, max=POISSON_THETA).log()
 
 
+class _ScoreTerms:
+    """The parts of the NB score that do not depend on theta, computed once for all the evaluations of a fit:
+    mu - x, each group's rows, and the non-zero counts with their group and gene."""
+
+    def __init__(self, counts: torch.Tensor, means: torch.Tensor, group: torch.Tensor, n_groups: int) -> None:
+        self.means, self.shape = means, (n_groups, counts.shape[1])
+        self.residual = means - counts
+        self.members = [torch.nonzero(group == k).ravel() for k in range(n_groups)]
+        rows, self.nz_gene = torch.nonzero(counts > 0, as_tuple=True)
+        self.nz_count, self.nz_group = counts[rows, self.nz_gene], group[rows]
+        self.nz_flat = self.nz_group * counts.shape[1] + self.nz_gene
+
+    def score(self, log_theta: torch.Tensor) -> torch.Tensor:
+        theta = log_theta.exp()
+        score = torch.zeros(self.shape, device=theta.device, dtype=self.means.dtype)
+        for k, rows in enumerate(self.members):
+            if rows.numel():
+                mu, th = self.means[rows], theta[k]
+                score[k] = (self.residual[rows] / (th + mu) - torch.log1p(mu / th)).sum(0)
+        th = theta[self.nz_group, self.nz_gene]
+        score.view(-1).index_add_(0, self.nz_flat, torch.digamma(self.nz_count + th) - torch.digamma(th))
+        return score
+
+
 def nb_theta_score(
-    counts: torch.Tensor,
-    means: torch.Tensor,
-    group: torch.Tensor,
-    log_theta: torch.Tensor,
-    n_groups: int,
-    nonzero: tuple[torch.Tensor, torch.Tensor] | None = None,
+    counts: torch.Tensor, means: torch.Tensor, group: torch.Tensor, log_theta: torch.Tensor, n_groups: int
 ) -> torch.Tensor:
     """d/dtheta of the NB log-likelihood, summed per group and gene (groups x genes), at log theta per group.
 
     Per count: digamma(x + theta) - digamma(theta) + log(theta / (theta + mu)) + (mu - x) / (theta + mu); the
-    digamma difference vanishes at x = 0, so it is only evaluated on the non-zero counts (`nonzero`: their
-    row and column indices, found here when not given).
+    digamma difference vanishes at x = 0, so it is only evaluated on the non-zero counts.
     """
-    theta = log_theta.exp()[group]
-    dense = (means - counts) / (theta + means) - torch.log1p(means / theta)
-    score = torch.zeros(n_groups, counts.shape[1], device=counts.device, dtype=dense.dtype)
-    score.index_add_(0, group, dense)
-    rows, cols = torch.nonzero(counts > 0, as_tuple=True) if nonzero is None else nonzero
-    th = theta[rows, cols]
-    sparse = torch.digamma(counts[rows, cols] + th) - torch.digamma(th)
-    score.view(-1).index_add_(0, group[rows] * counts.shape[1] + cols, sparse)
-    return score
+    return _ScoreTerms(counts, means, group, n_groups).score(log_theta)
 
 
 def nb_theta_mle(
@@ -67,14 +77,14 @@ def nb_theta_mle(
     Cells are rows; `group` gives each cell's group. Groups without cells come back as POISSON_THETA.
     """
     counts, means = counts.double(), means.double().clamp(min=1e-10)
-    nonzero = torch.nonzero(counts > 0, as_tuple=True)
-    shape = (n_groups, counts.shape[1])
+    terms = _ScoreTerms(counts, means, group, n_groups)
+    shape = terms.shape
     lo = torch.full(shape, math.log(floor), device=counts.device, dtype=torch.float64)
     hi = torch.full(shape, math.log(POISSON_THETA), device=counts.device, dtype=torch.float64)
-    poisson = nb_theta_score(counts, means, group, hi, n_groups, nonzero) >= 0
+    poisson = terms.score(hi) >= 0
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
-        rising = nb_theta_score(counts, means, group, mid, n_groups, nonzero) > 0
+        rising = terms.score(mid) > 0
         lo = torch.where(rising, mid, lo)
         hi = torch.where(rising, hi, mid)
     return torch.where(poisson, hi, (lo + hi) / 2).float()

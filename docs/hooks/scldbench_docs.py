@@ -96,9 +96,12 @@ def parameter_table(name: str) -> str:
 
 
 def headline_rows(report: Path) -> tuple[list[str], dict[str, list[str]]]:
-    """The header and rows (by generator name, controls without their tag) of a leaderboard's first table."""
+    """The header and rows (by generator name, controls without their tag) of a leaderboard's first board with an
+    RF AUC column (the win-rate summaries come before it)."""
     lines = report.read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("| generator |")), None)
+    start = next(
+        (i for i, line in enumerate(lines) if line.startswith("| generator |") and "| RF AUC |" in line), None
+    )
     if start is None:
         raise PluginError(f"{report} has no leaderboard table")
     header = [cell.strip() for cell in lines[start].strip("|").split("|")]

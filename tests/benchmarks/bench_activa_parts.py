@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from typing import Any
 
-from suite_data import add_data_arguments, prepared_as_suite
+from suite_data import add_data_arguments, prepared_as_suite, scores_against_test
 
 SHOWN = ("rf_auc", "mmd", "precision", "recall", "coverage")
 
@@ -46,18 +45,15 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, str(args.threads))
+    from scldbench.threads import limit_threads
+
+    limit_threads(args.threads)
     import numpy as np
     import torch
-
-    torch.set_num_threads(args.threads)
 
     from scldbench.baselines._torch_common import dense_counts, scale_counts, to_counts, unscale
     from scldbench.baselines.activa import Activa, kl_normal
     from scldbench.evaluation import labels_of
-    from scldbench.metrics import fit_log_pca, manifold_metrics
-    from scldbench.protocols import get_protocol
     from scldbench.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -98,12 +94,6 @@ def main() -> None:
         libraries = rng.permutation(holdout.sum(1))
         return to_counts(unscale(values, model.log_scale).numpy(), libraries, "poisson", rng)
 
-    def score(cells: Any) -> dict[str, float]:
-        scores = get_protocol("scgan-v1").evaluate(data.test.X, cells, reference=data.train.X, seed=args.seed,
-                                                   n_trees=args.trees)
-        _, test_e, gen_e = fit_log_pca(data.train.X, data.test.X, cells, seed=args.seed)
-        return scores | manifold_metrics(test_e, gen_e, k=5)
-
     keys, counts = np.unique(labels_of(data.test, data.labels_key), return_counts=True)
     composition = {str(k): int(c) for k, c in zip(keys, counts, strict=True)}
     sets = {"real holdout": (holdout, spread(scaled_holdout))}
@@ -111,7 +101,7 @@ def main() -> None:
     sets["activa sample"] = (model.sample(sum(composition.values()), labels=composition, seed=args.seed).X, None)
     print(f"{'cells':<20}{'spread':>8}" + "".join(f"{m:>11}" for m in SHOWN))
     for name, (cells, width) in sets.items():
-        scores = score(cells)
+        scores = scores_against_test(data, cells, seed=args.seed, n_trees=args.trees)
         shown = "" if width is None else f"{width:.3f}"
         print(f"{name:<20}{shown:>8}" + "".join(f"{scores[m]:11.3f}" for m in SHOWN), flush=True)
 

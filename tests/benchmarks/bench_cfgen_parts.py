@@ -22,7 +22,7 @@ import os
 import time
 from typing import Any
 
-from suite_data import add_data_arguments, prepared_as_suite
+from suite_data import add_data_arguments, prepared_as_suite, scores_against_test
 
 SHOWN = ("rf_auc", "mmd", "w2", "mmd_rbf", "energy_distance", "precision", "recall", "coverage")
 
@@ -51,8 +51,6 @@ def main() -> None:
     from scldbench.baselines.cfgen.dispersion import decoded_means
     from scldbench.counts.torch import sample_nb
     from scldbench.evaluation import labels_of
-    from scldbench.metrics import fit_log_pca, manifold_metrics
-    from scldbench.protocols import get_protocol
     from scldbench.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -65,11 +63,7 @@ def main() -> None:
     print(f"fit {time.perf_counter() - start:.0f} s; {json.dumps(model.diagnostics_)}", flush=True)
 
     def score(cells: Any) -> dict[str, float]:
-        scores = get_protocol("scgan-v1").evaluate(data.test.X, cells, reference=data.train.X, seed=args.seed,
-                                                   n_trees=n_trees)
-        scores |= get_protocol("hvg-pca30-v1").evaluate(data.test.X, cells, reference=data.train.X, seed=args.seed)
-        _, test_e, gen_e = fit_log_pca(data.train.X, data.test.X, cells, seed=args.seed)
-        return scores | manifold_metrics(test_e, gen_e, k=5)
+        return scores_against_test(data, cells, seed=args.seed, n_trees=n_trees, hvg=True)
 
     holdout = data.holdout.X
     x = torch.as_tensor(holdout.toarray() if sp.issparse(holdout) else np.asarray(holdout), dtype=torch.float32)

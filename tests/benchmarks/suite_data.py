@@ -28,3 +28,16 @@ def prepared_as_suite(suite: Any, data: str, labels: str | None = None, clusters
     if clusters is not None:
         settings = replace(settings, labels_key=None, n_clusters=clusters)
     return prepare(adata, settings)
+
+
+def scores_against_test(data: Any, cells: Any, *, seed: int, n_trees: int, hvg: bool = False) -> dict[str, float]:
+    """scgan-v1 scores (and hvg-pca30-v1's with `hvg`) of `cells` against the real test cells, plus precision /
+    recall / density / coverage (k = 5) in a log-PCA-50 fitted on the training cells."""
+    from scldbench.metrics import fit_log_pca, manifold_metrics
+    from scldbench.protocols import get_protocol
+
+    scores = get_protocol("scgan-v1").evaluate(data.test.X, cells, reference=data.train.X, seed=seed, n_trees=n_trees)
+    if hvg:
+        scores |= get_protocol("hvg-pca30-v1").evaluate(data.test.X, cells, reference=data.train.X, seed=seed)
+    _, test_e, gen_e = fit_log_pca(data.train.X, data.test.X, cells, seed=seed)
+    return scores | manifold_metrics(test_e, gen_e, k=5)

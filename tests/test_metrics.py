@@ -66,15 +66,20 @@ def test_rf_auc_matches_the_protocol_done_by_hand():
     assert rf_auc(real, gen, n_trees=100, seed=4, n_jobs=1) == pytest.approx(expected)
 
 
-def test_rf_auc_forest_is_the_stock_forest_tree_for_tree():
-    from scldbench.metrics.rf_auc import _Forest
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "fallback"])
+def test_rf_auc_forest_is_the_stock_forest_tree_for_tree(lean, monkeypatch):
+    from scldbench.metrics import forest
 
+    assert forest.lean_forest_matches()  # this scikit-learn takes the lean path
+    monkeypatch.setattr(forest, "lean_forest_matches", lambda: lean)
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(150, 12)), rng.integers(0, 2, size=150)
+    x_new = rng.normal(size=(40, 12))
     for n_jobs in (1, 2):
         stock = RandomForestClassifier(n_estimators=60, random_state=9, n_jobs=n_jobs).fit(x, y)
-        ours = _Forest(n_estimators=60, random_state=9, n_jobs=n_jobs).fit(x, y)
-        assert [t.random_state for t in ours.estimators_] == [t.random_state for t in stock.estimators_]
+        ours = forest.fit_forest(x, y, n_trees=60, seed=9, n_jobs=n_jobs)
+        assert isinstance(ours, forest._LeanForest) == lean
+        np.testing.assert_array_equal(ours.predict_proba(x_new), stock.predict_proba(x_new))
         np.testing.assert_array_equal(ours.predict_proba(x), stock.predict_proba(x))
 
 

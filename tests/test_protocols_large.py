@@ -20,10 +20,11 @@ from scldbench.counts.numpy import (
     normalise_total,
     normalise_total_sparse,
 )
+from scldbench.metrics.forest import _Forest
 from scldbench.metrics.memorisation import fit_log_pca
 from scldbench.metrics.mmd import mmd_multi_kernel
 from scldbench.metrics.pca import CentredProjection, fit_pca, sparse_path
-from scldbench.metrics.rf_auc import _Forest, rf_auc
+from scldbench.metrics.rf_auc import rf_auc
 from scldbench.protocols import get_protocol
 
 

@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import scipy.sparse as sp
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from scldbench.data.counts import ArrayLike
+from scldbench.metrics.forest import fit_forest
 from scldbench.metrics.pca import fit_pca
 from scldbench.threads import thread_budget
-
-_MAX_SEED = np.iinfo(np.int32).max
-
-
-class _Forest(RandomForestClassifier):
-    """scikit-learn's random forest, grown tree for tree as it grows them, without its per-tree set-up cost.
-
-    The stock forest clones its template tree and sets each tree's parameters through `get_params` /
-    `set_params`, which inspect signatures: on the few hundred cells of a cluster that bookkeeping took longer
-    than growing the trees. Here each tree is a shallow copy of one configured tree and receives the same seed
-    draw the stock forest gives it, so the forest, and every AUC, is the stock one (tests/test_metrics.py).
-    """
-
-    def _make_estimator(self, append: bool = True, random_state: np.random.RandomState | None = None):
-        template = self.__dict__.get("_tree_template")
-        if template is None:
-            template = self.estimator_.__class__(**{p: getattr(self, p) for p in self.estimator_params})
-            self._tree_template = template
-        tree = copy.copy(template)
-        if random_state is not None:
-            tree.random_state = random_state.randint(_MAX_SEED)
-        if append:
-            self.estimators_.append(tree)
-        return tree
 
 
 def rf_auc(
@@ -73,6 +47,5 @@ def rf_auc(
     pca = fit_pca(x_fit, k, seed)
     features = pca.transform(x_fit)
     del x_fit
-    forest = _Forest(n_estimators=n_trees, random_state=seed, n_jobs=n_jobs or thread_budget())
-    forest.fit(features, y_fit)
+    forest = fit_forest(features, y_fit, n_trees=n_trees, seed=seed, n_jobs=n_jobs or thread_budget())
     return float(roc_auc_score(y_eval, forest.predict_proba(pca.transform(x[eval_rows]))[:, 1]))

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from scldbench.errors import ScldbenchError
-from scldbench.scld.autoencoder import Autoencoder, draw_counts, log_profiles
+from scldbench.scld.autoencoder import Autoencoder, log_profiles
 from scldbench.scld.config import SCLDConfig
+from scldbench.scld.count_noise import draw_counts
 from scldbench.scld.dispersion import (
     POISSON_THETA,
     nb_theta_mle,

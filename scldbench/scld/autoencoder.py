@@ -127,16 +127,3 @@ def nb_nll(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) -> to
         - torch.lgamma(x + 1)
     )
     return -ll
-
-
-def draw_counts(mean: torch.Tensor, how: str, log_theta: torch.Tensor | None = None) -> torch.Tensor:
-    """Counts around `mean` (cells x genes): Poisson, gamma-Poisson (NB) or the mean itself."""
-    mean = mean.float().clamp(min=0)
-    if how == "mean":
-        return mean
-    if how == "nb":
-        assert log_theta is not None
-        theta = log_theta.exp().to(mean.device).expand_as(mean)
-        rate = torch.distributions.Gamma(theta, theta / mean.clamp(min=1e-8)).sample()
-        return torch.poisson(rate)
-    return torch.poisson(mean)

@@ -10,12 +10,31 @@ import torch
 from torch import nn
 
 
+class _GeneInput(nn.Module):
+    """`nn.Linear(n_genes, hidden)` with its weight stored genes x hidden.
+
+    The encoder only ever sees the few condition profiles, so the weight's gradient is a rank-few product
+    written over every gene; built as profiles' transpose times the output gradient it takes half the time it
+    does in `nn.Linear`'s layout (the decision log, "condition encoder"). Same initial values as `nn.Linear`
+    (drawn through one), same outputs and gradients.
+    """
+
+    def __init__(self, n_genes: int, hidden: int) -> None:
+        super().__init__()
+        linear = nn.Linear(n_genes, hidden)
+        self.weight_t = nn.Parameter(linear.weight.detach().t().contiguous())
+        self.bias = nn.Parameter(linear.bias.detach().clone())
+
+    def forward(self, profiles: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, profiles, self.weight_t)
+
+
 class ConditionEncoder(nn.Module):
     """Mean profile (log-normalised, one row per condition) -> embedding."""
 
     def __init__(self, n_genes: int, hidden: int, out_dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_genes, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(_GeneInput(n_genes, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
 
     def forward(self, profiles: torch.Tensor) -> torch.Tensor:
         return self.net(profiles)

@@ -28,7 +28,7 @@ from scldbench.errors import ScldbenchError, suggest
 from scldbench.evaluation import augmentation_scores, guidance_sweep, rarest_cluster
 from scldbench.executors import JobContext, make_executor, resolve_execution
 from scldbench.generator import check_whole_counts, library_size_warnings
-from scldbench.jobguard import failure_message, time_limit
+from scldbench.jobguard import InterruptLatch, failure_message, time_limit
 from scldbench.protocols import ScoringProtocol, get_protocol
 from scldbench.provenance import versions
 from scldbench.record import JobRecord
@@ -252,14 +252,17 @@ def run_job(
         device=describe_device(resolve_device(device)), execution=execution,
     )
     t0 = time.perf_counter()
+    latch = InterruptLatch()
     try:
-        with time_limit(job.timeout):
+        with time_limit(job.timeout), latch:
             _fit_sample_score(job, prepared, context, suite, device, store, reporter, record)
         failed = scores_failed(record.scores)
         record.status, record.error = ("failed", failed) if failed else ("ok", None)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - one failing job (even sys.exit or a timeout) must not stop the others
+        if latch.interrupt is not None:  # Ctrl-C or SIGTERM, swallowed by a library inside the job
+            raise latch.interrupt from exc
         record.status = "failed"
         record.error = failure_message(exc)
         record.traceback = traceback.format_exc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from scldbench import registry
 from scldbench.cli import app
-from scldbench.errors import EXIT_BAD_INPUT, EXIT_JOBS_FAILED
+from scldbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_TERMINATED
 from scldbench.generator import Generator
 from scldbench.store import RunStore
 
@@ -59,6 +60,17 @@ class Exits(_Means):
         sys.exit(3)
 
 
+class Swallows(_Means):
+    """Answers Ctrl-C or SIGTERM with sys.exit(1), as Lightning's trainer (inside scvi-tools) does."""
+
+    def _fit(self, adata, labels):
+        try:
+            os.kill(os.getpid(), int(os.environ["SWALLOWS_SIGNAL"]))
+            time.sleep(30)
+        except KeyboardInterrupt:
+            sys.exit(1)
+
+
 class Hangs(_Means):
     def _fit(self, adata, labels):
         time.sleep(600)
@@ -89,7 +101,7 @@ class Inventive(_Means):
 @pytest.fixture()
 def plugins():
     made = {"brackets": Brackets, "exits": Exits, "hangs": Hangs, "no-memory": NoMemory, "halves": Halves,
-            "huge": Huge, "inventive": Inventive}
+            "huge": Huge, "inventive": Inventive, "swallows": Swallows}
     for name, cls in made.items():
         registry.register(name, cls)
     yield
@@ -133,6 +145,19 @@ def test_plugins_that_exit_run_out_of_memory_or_hang_fail_alone(tmp_path, plugin
     assert records["no-memory"]["error"].startswith("out of memory")
     assert records["hangs"]["error"].startswith("timed out after 1 s")
     assert records["random"]["status"] == "ok"
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)],
+                         ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_a_plugin_swallows_still_stops_the_run(tmp_path, plugins, monkeypatch, signum, code):
+    monkeypatch.setenv("SWALLOWS_SIGNAL", str(int(signum)))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", suite_file(tmp_path, '["swallows", "random"]'), "--out", str(out),
+                                 "--executor", "serial"])
+    assert result.exit_code == code, result.output
+    assert "finished jobs are kept" in result.output
+    assert not list((out / "jobs").glob("*.json"))  # no failed record for the interrupted job, no job after it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_output_checks_refuse_fractions_and_unseen_labels_and_flag_huge_counts(tmp_path, plugins):

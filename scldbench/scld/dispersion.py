@@ -32,14 +32,27 @@ def theta_from_sums(mean_sq: torch.Tensor, excess: torch.Tensor, floor: float) -
     return theta.clamp(min=floor, max=POISSON_THETA).log()
 
 
+# cells per block of the dense part of the score: temporaries of a few megabytes, reused by the allocator,
+# where a whole group's temporaries (hundreds of megabytes) were fresh pages at every evaluation
+_SCORE_BLOCK_CELLS = 128
+
+
 class _ScoreTerms:
     """The parts of the NB score that do not depend on theta, computed once for all the evaluations of a fit:
-    mu - x, each group's rows, and the non-zero counts with their group and gene."""
+    the means and mu - x with each group's cells stored together, and the non-zero counts with their group and
+    gene."""
 
     def __init__(self, counts: torch.Tensor, means: torch.Tensor, group: torch.Tensor, n_groups: int) -> None:
-        self.means, self.shape = means, (n_groups, counts.shape[1])
-        self.residual = means - counts
-        self.members = [torch.nonzero(group == k).ravel() for k in range(n_groups)]
+        self.shape = (n_groups, counts.shape[1])
+        order = torch.argsort(group, stable=True)
+        sizes = torch.bincount(group, minlength=n_groups).tolist()
+        self.means = means[order]
+        self.residual = self.means - counts[order]
+        starts = [0, *torch.tensor(sizes).cumsum(0).tolist()]
+        self.blocks = [
+            [(a, min(a + _SCORE_BLOCK_CELLS, stop)) for a in range(start, stop, _SCORE_BLOCK_CELLS)]
+            for start, stop in zip(starts[:-1], starts[1:], strict=True)
+        ]
         rows, self.nz_gene = torch.nonzero(counts > 0, as_tuple=True)
         self.nz_count, self.nz_group = counts[rows, self.nz_gene], group[rows]
         self.nz_flat = self.nz_group * counts.shape[1] + self.nz_gene
@@ -47,10 +60,14 @@ class _ScoreTerms:
     def score(self, log_theta: torch.Tensor) -> torch.Tensor:
         theta = log_theta.exp()
         score = torch.zeros(self.shape, device=theta.device, dtype=self.means.dtype)
-        for k, rows in enumerate(self.members):
-            if rows.numel():
-                mu, th = self.means[rows], theta[k]
-                score[k] = (self.residual[rows] / (th + mu) - torch.log1p(mu / th)).sum(0)
+        for k, blocks in enumerate(self.blocks):
+            th = theta[k]
+            for a, b in blocks:
+                mu = self.means[a:b]
+                ratio = torch.div(mu, th).log1p_()
+                part = torch.add(mu, th)
+                torch.div(self.residual[a:b], part, out=part)
+                score[k] += part.sub_(ratio).sum(0)
         th = theta[self.nz_group, self.nz_gene]
         score.view(-1).index_add_(0, self.nz_flat, torch.digamma(self.nz_count + th) - torch.digamma(th))
         return score

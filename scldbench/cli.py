@@ -30,6 +30,7 @@ from scldbench.errors import (
     ScldbenchError,
     Terminated,
 )
+from scldbench.jobguard import raise_terminated
 
 if TYPE_CHECKING:
     from scldbench.record import JobRecord
@@ -60,10 +61,6 @@ class _WarningLine(logging.Handler):
 _logger = logging.getLogger("scldbench")
 if not any(isinstance(h, _WarningLine) for h in _logger.handlers):
     _logger.addHandler(_WarningLine(level=logging.WARNING))
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
 
 
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -137,7 +134,7 @@ def run(
     """Run a suite: fit every generator, sample, score, and print the table."""
     if seed is not None and seeds is not None:
         raise ScldbenchError("give either --seeds N (seeds 0..N-1) or --seed K (that one seed), not both")
-    previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's kill ends like Ctrl-C
+    previous = signal.signal(signal.SIGTERM, raise_terminated)  # a scheduler's kill ends like Ctrl-C
     try:
         _run(suite, data=data, layer=layer, labels=labels, clusters=clusters, generators=generators, seeds=seeds,
              seed=seed, out=out, device=device, no_cache=no_cache, executor=executor, workers=workers,

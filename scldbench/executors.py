@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scldbench.errors import ScldbenchError, suggest
+from scldbench.errors import ScldbenchError, Terminated, suggest
+from scldbench.jobguard import raise_terminated
 from scldbench.progress import START
 from scldbench.threads import THREAD_ENV_VARS, available_cores, limit_threads, threads_limited
 
@@ -228,7 +229,22 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def _worker_main(conn: Any, execution: Execution) -> None:
-    """A worker process: receive the run's context and data once, then jobs until told to stop."""
+    """A worker process: receive the run's context and data once, then jobs until told to stop.
+
+    SIGTERM (the parent stopping it, or a scheduler ending every process of the run) ends the worker like
+    Ctrl-C: the job it holds stops without a record, even inside a library that catches the interrupt, and the
+    worker then dies by that signal, so a parent still running records the job as killed by it.
+    """
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        _worker_loop(conn, execution)
+    except KeyboardInterrupt as exc:
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _worker_loop(conn: Any, execution: Execution) -> None:
     limit_threads(execution.threads)
     from scldbench import registry
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from scldbench.errors import JobTimeout, ScldbenchError
+from scldbench.errors import JobTimeout, ScldbenchError, Terminated
 
 
 def can_time_limit() -> bool:
@@ -41,6 +41,11 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def raise_terminated(signum: int, frame: Any) -> None:
+    """SIGTERM handler: a scheduler's kill ends a run (or a worker) like Ctrl-C, as `Terminated`."""
+    raise Terminated()
 
 
 class InterruptLatch:

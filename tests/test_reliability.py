@@ -61,14 +61,30 @@ class Exits(_Means):
 
 
 class Swallows(_Means):
-    """Answers Ctrl-C or SIGTERM with sys.exit(1), as Lightning's trainer (inside scvi-tools) does."""
+    """Handles a signal as Lightning's trainer (inside scvi-tools) does: its own handler calls the one installed
+    before it, a KeyboardInterrupt becomes sys.exit(1), and a signal seen without one ends the fit with
+    SystemExit (Lightning's SIGTERMException). The plugin sends the signal to its own process."""
 
     def _fit(self, adata, labels):
+        signum, seen = int(os.environ["SWALLOWS_SIGNAL"]), []
+        previous = signal.getsignal(signum)
+
+        def handler(number, frame):
+            seen.append(number)
+            if callable(previous):
+                previous(number, frame)
+
+        signal.signal(signum, handler)
         try:
-            os.kill(os.getpid(), int(os.environ["SWALLOWS_SIGNAL"]))
-            time.sleep(30)
+            os.kill(os.getpid(), signum)
+            for _ in range(300):
+                time.sleep(0.1)
+                if seen:
+                    raise SystemExit(1)
         except KeyboardInterrupt:
             sys.exit(1)
+        finally:
+            signal.signal(signum, previous)
 
 
 class Hangs(_Means):
@@ -158,6 +174,18 @@ def test_an_interrupt_a_plugin_swallows_still_stops_the_run(tmp_path, plugins, m
     assert "finished jobs are kept" in result.output
     assert not list((out / "jobs").glob("*.json"))  # no failed record for the interrupted job, no job after it
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_to_a_worker_inside_a_swallowing_plugin_records_the_kill(tmp_path, plugins, monkeypatch):
+    # the plugin sends SIGTERM to its own worker process, as a scheduler or the OOM guard of a cluster might
+    monkeypatch.setenv("SWALLOWS_SIGNAL", str(int(signal.SIGTERM)))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", suite_file(tmp_path, '["swallows", "random"]'), "--out", str(out),
+                                 "--executor", "processes", "--workers", "1"])
+    assert result.exit_code == EXIT_JOBS_FAILED, result.output
+    records = _records(out)
+    assert records["swallows"]["error"].startswith("the worker process running this job was killed by SIGTERM")
+    assert records["random"]["status"] == "ok"
 
 
 def test_output_checks_refuse_fractions_and_unseen_labels_and_flag_huge_counts(tmp_path, plugins):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
@@ -20,7 +21,6 @@ from scldbench.counts.numpy import (
     normalise_total,
     normalise_total_sparse,
 )
-from scldbench.metrics.forest import _Forest
 from scldbench.metrics.memorisation import fit_log_pca
 from scldbench.metrics.mmd import mmd_multi_kernel
 from scldbench.metrics.pca import CentredProjection, fit_pca, sparse_path
@@ -131,7 +131,8 @@ def main_rf_mmd(name: str, real_test, generated, reference, seed: int, n_trees: 
     x, y = np.vstack([real, gen]), np.r_[np.zeros(len(real)), np.ones(len(gen))]
     x_fit, x_eval, y_fit, y_eval = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
     rf_pca = PCA(n_components=min(50, *x_fit.shape), random_state=seed).fit(x_fit)
-    forest = _Forest(n_estimators=n_trees, random_state=seed, n_jobs=1).fit(rf_pca.transform(x_fit), y_fit)
+    forest = RandomForestClassifier(n_estimators=n_trees, random_state=seed, n_jobs=1)
+    forest.fit(rf_pca.transform(x_fit), y_fit)
     auc = roc_auc_score(y_eval, forest.predict_proba(rf_pca.transform(x_eval))[:, 1])
     return {"rf_auc": float(auc), "mmd": mmd_multi_kernel(pca.transform(real), pca.transform(gen), k=25)}
 

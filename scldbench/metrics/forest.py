@@ -11,7 +11,6 @@ when it does not match (another scikit-learn release).
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,23 +24,6 @@ _MAX_SEED = np.iinfo(np.int32).max
 
 class FittedForest(Protocol):
     def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
-
-
-class _Forest(RandomForestClassifier):
-    """The stock forest without its per-tree cloning: each tree is a shallow copy of one configured tree that
-    receives the seed the stock forest gives it (the fallback when the lean path does not match)."""
-
-    def _make_estimator(self, append: bool = True, random_state: np.random.RandomState | None = None):
-        template = self.__dict__.get("_tree_template")
-        if template is None:
-            template = self.estimator_.__class__(**{p: getattr(self, p) for p in self.estimator_params})
-            self._tree_template = template
-        tree = copy.copy(template)
-        if random_state is not None:
-            tree.random_state = random_state.randint(_MAX_SEED)
-        if append:
-            self.estimators_.append(tree)
-        return tree
 
 
 class _LeanForest:
@@ -122,4 +104,4 @@ def fit_forest(x: np.ndarray, y: np.ndarray, *, n_trees: int, seed: int, n_jobs:
     grown by the lean path where it matches the stock forest (`lean_forest_matches`)."""
     if lean_forest_matches():
         return _LeanForest(n_trees, seed, n_jobs).fit(x, y)
-    return _Forest(n_estimators=n_trees, random_state=seed, n_jobs=n_jobs).fit(x, y)
+    return RandomForestClassifier(n_estimators=n_trees, random_state=seed, n_jobs=n_jobs).fit(x, y)

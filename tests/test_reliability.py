@@ -167,13 +167,18 @@ def test_plugins_that_exit_run_out_of_memory_or_hang_fail_alone(tmp_path, plugin
                          ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_a_plugin_swallows_still_stops_the_run(tmp_path, plugins, monkeypatch, signum, code):
     monkeypatch.setenv("SWALLOWS_SIGNAL", str(int(signum)))
+    # Ctrl-C as in a terminal: a shell starts background jobs (CI runners among them) with SIGINT ignored
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "run"
-    result = runner.invoke(app, ["run", suite_file(tmp_path, '["swallows", "random"]'), "--out", str(out),
-                                 "--executor", "serial"])
+    try:
+        result = runner.invoke(app, ["run", suite_file(tmp_path, '["swallows", "random"]'), "--out", str(out),
+                                     "--executor", "serial"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the job's latch is undone
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert result.exit_code == code, result.output
     assert "finished jobs are kept" in result.output
     assert not list((out / "jobs").glob("*.json"))  # no failed record for the interrupted job, no job after it
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_sigterm_to_a_worker_inside_a_swallowing_plugin_records_the_kill(tmp_path, plugins, monkeypatch):

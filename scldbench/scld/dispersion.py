@@ -7,6 +7,7 @@ likelihood matches the bulk of the distribution, zeros included.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -45,10 +46,9 @@ class _ScoreTerms:
     def __init__(self, counts: torch.Tensor, means: torch.Tensor, group: torch.Tensor, n_groups: int) -> None:
         self.shape = (n_groups, counts.shape[1])
         order = torch.argsort(group, stable=True)
-        sizes = torch.bincount(group, minlength=n_groups).tolist()
         self.means = means[order]
         self.residual = self.means - counts[order]
-        starts = [0, *torch.tensor(sizes).cumsum(0).tolist()]
+        starts = [0, *itertools.accumulate(torch.bincount(group, minlength=n_groups).tolist())]
         self.blocks = [
             [(a, min(a + _SCORE_BLOCK_CELLS, stop)) for a in range(start, stop, _SCORE_BLOCK_CELLS)]
             for start, stop in zip(starts[:-1], starts[1:], strict=True)

@@ -1,61 +1,64 @@
-"""Negative-binomial count draws and the gamma noise the spread calibration's trials share."""
+"""SCLD's count draws: exact NB and Poisson distributions, and common random numbers across means."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
-from scldbench.scld.count_noise import SharedGammaNoise, draw_counts
-
-
-def _means(seed: int, cells: int = 50, genes: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(cells, genes, generator=g) * 5, torch.randn(genes, generator=g)
+from scldbench.scld.count_noise import draw_counts, sample_counts
 
 
-def test_nb_draws_are_torch_distributions_gamma_poisson_draws():
-    mean, log_theta = _means(0)
-    torch.manual_seed(3)
-    ours = draw_counts(mean, "nb", log_theta)
-    torch.manual_seed(3)
-    theta = log_theta.exp().expand_as(mean)
-    reference = torch.poisson(torch.distributions.Gamma(theta, theta / mean.clamp(min=1e-8)).sample())
-    assert torch.equal(ours, reference)
+def _pmf_gap(counts: np.ndarray, dist) -> float:
+    """Largest absolute gap between the empirical and the true probability of any count up to the 99.9% point."""
+    top = int(dist.ppf(0.999))
+    observed = np.bincount(counts.astype(np.int64), minlength=top + 1)[: top + 1] / counts.size
+    return float(np.abs(observed - dist.pmf(np.arange(top + 1))).max())
 
 
-def test_a_rewound_pass_reuses_the_gamma_draws_and_the_generator_states():
-    (m1, log_theta), (m2, _) = _means(1), _means(2)
-    noise = SharedGammaNoise()
-
-    def one_pass(means):
-        torch.manual_seed(7)
-        return [draw_counts(m, "nb", log_theta, noise=noise) for m in means]
-
-    first = one_pass([m1, m2])  # two batches, as a trial decodes them
-    noise.rewind()
-    assert all(torch.equal(a, b) for a, b in zip(first, one_pass([m1, m2]), strict=True))
-    # other means: the same gamma draws, the Poisson part drawn from the state the first pass had after them
-    noise.rewind()
-    doubled = one_pass([2 * m1, 2 * m2])
-    for batch, (mean, (gamma, state)) in enumerate(zip([m1, m2], noise._draws, strict=True)):
-        theta = log_theta.exp().expand_as(mean)
-        torch.set_rng_state(state)
-        expected = torch.poisson((gamma / (theta / (2 * mean).clamp(min=1e-8))).clamp(min=torch.finfo().tiny))
-        assert torch.equal(doubled[batch], expected)
-    # common noise: a cell's counts at twice the mean follow its counts at the mean far more closely than a
-    # fresh draw's do
-    fresh = [draw_counts(2 * m, "nb", log_theta) for m in (m1, m2)]
-
-    def corr(a, b):
-        return torch.corrcoef(torch.stack([torch.cat(a).flatten(), torch.cat(b).flatten()]))[0, 1]
-
-    assert corr(first, doubled) > corr(first, fresh) + 0.2
+@pytest.mark.parametrize(
+    ("mean", "theta"),
+    [
+        (0.02, 2.0),  # the common case: nearly every draw is zero
+        (0.5, 0.05),  # strongly overdispersed, long walk
+        (3.0, 1.0),
+        (40.0, 0.5),  # variance factor 81: still by inversion
+        (20.0, 0.1),  # variance factor 201: gamma-Poisson
+        (300.0, 4.0),  # mean above the inversion's limit: gamma-Poisson
+    ],
+)
+def test_nb_draws_follow_the_negative_binomial(mean, theta):
+    torch.manual_seed(0)
+    counts = sample_counts(torch.full((100_000,), mean), torch.full((100_000,), theta)).numpy()
+    dist = stats.nbinom(theta, theta / (theta + mean))
+    assert _pmf_gap(counts, dist) < 0.006
+    assert counts.mean() == pytest.approx(mean, rel=0.05 if theta > 0.2 else 0.15)
 
 
-def test_a_rewound_pass_of_another_shape_is_refused():
-    mean, log_theta = _means(0)
-    noise = SharedGammaNoise()
-    draw_counts(mean, "nb", log_theta, noise=noise)
-    noise.rewind()
-    with pytest.raises(ValueError, match="shape"):
-        draw_counts(mean[:10], "nb", log_theta, noise=noise)
+def test_poisson_draws_follow_the_poisson():
+    torch.manual_seed(0)
+    counts = draw_counts(torch.full((50_000, 2), 4.0), "poisson").numpy().ravel()
+    assert _pmf_gap(counts, stats.poisson(4.0)) < 0.006
+
+
+def test_draws_at_a_larger_mean_are_never_smaller_when_seeded_alike():
+    g = torch.Generator().manual_seed(1)
+    mean = torch.rand(400, 300, generator=g) ** 4 * 8  # mostly tiny means, some up to 8
+    log_theta = torch.randn(300, generator=g)
+    torch.manual_seed(5)
+    low = draw_counts(mean, "nb", log_theta)
+    torch.manual_seed(5)
+    high = draw_counts(1.5 * mean, "nb", log_theta)
+    by_inversion = (1.5 * mean <= 100 * log_theta.exp()) & (1.5 * mean <= 64)
+    assert bool((high[by_inversion] >= low[by_inversion]).all())
+    assert float(high.sum()) > float(low.sum())
+    torch.manual_seed(5)
+    assert torch.equal(draw_counts(mean, "nb", log_theta), low)
+
+
+def test_zero_means_give_zero_counts_and_nb_needs_its_dispersion():
+    torch.manual_seed(0)
+    assert float(draw_counts(torch.zeros(20, 30), "nb", torch.zeros(30)).abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="log_theta"):
+        draw_counts(torch.ones(2, 3), "nb")

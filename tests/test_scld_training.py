@@ -38,21 +38,26 @@ def test_the_last_step_is_what_samples():
     assert torch.equal(last, sampled) and not torch.equal(start, last)
 
 
-def test_condition_encoder_is_a_linear_layer_in_another_layout():
+def test_condition_encoder_reads_the_profiles_through_their_span():
     from torch import nn
 
     from scldbench.scld.conditioning import ConditionEncoder
 
-    profiles = torch.rand(9, 300)
+    cluster_profiles = torch.rand(8, 300)
+    # the last condition, the global profile, is a mix of the others: the span has fewer dimensions than rows
+    profiles = torch.cat([cluster_profiles, cluster_profiles.mean(0, keepdim=True)])
     torch.manual_seed(4)
-    ours = ConditionEncoder(300, 32, 16)
+    ours = ConditionEncoder(profiles, 32, 16)
     torch.manual_seed(4)
     stock = nn.Sequential(nn.Linear(300, 32), nn.SiLU(), nn.Linear(32, 16))
-    assert torch.equal(ours.net[0].weight_t.t(), stock[0].weight) and torch.equal(ours.net[2].weight, stock[2].weight)
-    out, expected = ours(profiles), stock(profiles)
-    torch.testing.assert_close(out, expected)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    expected.backward(grad)
-    torch.testing.assert_close(ours.net[0].weight_t.grad.t(), stock[0].weight.grad)
-    torch.testing.assert_close(ours.net[0].bias.grad, stock[0].bias.grad)
+    # conditions x hidden weights, and at the start the embeddings of a layer over every gene
+    assert ours.net[0].weight.shape == (32, 9)
+    torch.testing.assert_close(ours(), stock(profiles))
+    # a gradient step moves the first layer only within the profiles' span: in gene space, the weights
+    # basis @ W' reproduce every output the layer gives
+    ours().square().sum().backward()
+    with torch.no_grad():
+        ours.net[0].weight -= 0.1 * ours.net[0].weight.grad
+    basis, _ = torch.linalg.qr(profiles.double().t())
+    gene_weight = (ours.net[0].weight.double() @ basis.t()).float()
+    torch.testing.assert_close(ours.net[0](ours.coords), profiles @ gene_weight.t() + ours.net[0].bias)

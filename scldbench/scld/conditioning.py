@@ -10,34 +10,32 @@ import torch
 from torch import nn
 
 
-class _GeneInput(nn.Module):
-    """`nn.Linear(n_genes, hidden)` with its weight stored genes x hidden.
+class ConditionEncoder(nn.Module):
+    """Mean profiles (log-normalised, one row per condition) -> one embedding per condition.
 
-    The encoder only ever sees the few condition profiles, so the weight's gradient is a rank-few product
-    written over every gene; built as profiles' transpose times the output gradient it takes half the time it
-    does in `nn.Linear`'s layout (the decision log, "condition encoder"). Same initial values as `nn.Linear`
-    (drawn through one), same outputs and gradients.
+    The first layer reads each profile through its coordinates in an orthonormal basis of the profiles' span
+    (`coords = profiles @ basis`): the same functions of the profiles as a layer over every gene, with weights
+    conditions x hidden instead of genes x hidden, so a training step no longer writes a gradient over every gene.
+    The layer starts at the projection of a gene layer drawn as `nn.Linear(n_genes, hidden)`, so the initial
+    embeddings are those of that layer.
     """
 
-    def __init__(self, n_genes: int, hidden: int) -> None:
+    def __init__(self, profiles: torch.Tensor, hidden: int, out_dim: int) -> None:
         super().__init__()
-        linear = nn.Linear(n_genes, hidden)
-        self.weight_t = nn.Parameter(linear.weight.detach().t().contiguous())
-        self.bias = nn.Parameter(linear.bias.detach().clone())
+        basis, _ = torch.linalg.qr(profiles.double().t())  # genes x conditions, orthonormal columns
+        self.register_buffer("coords", (profiles.double() @ basis).float())
+        # drawn in the order of nn.Sequential(nn.Linear(n_genes, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
+        gene_layer = nn.Linear(profiles.shape[1], hidden)
+        last = nn.Linear(hidden, out_dim)
+        first = nn.Linear(basis.shape[1], hidden)
+        with torch.no_grad():
+            first.weight.copy_(gene_layer.weight.double() @ basis)
+            first.bias.copy_(gene_layer.bias)
+        self.net = nn.Sequential(first, nn.SiLU(), last)
 
-    def forward(self, profiles: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.bias, profiles, self.weight_t)
-
-
-class ConditionEncoder(nn.Module):
-    """Mean profile (log-normalised, one row per condition) -> embedding."""
-
-    def __init__(self, n_genes: int, hidden: int, out_dim: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(_GeneInput(n_genes, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
-
-    def forward(self, profiles: torch.Tensor) -> torch.Tensor:
-        return self.net(profiles)
+    def forward(self) -> torch.Tensor:
+        """The embedding of every condition (rows in the order of the profiles)."""
+        return self.net(self.coords)
 
 
 class CatFusion(nn.Module):

@@ -54,9 +54,8 @@ class Denoiser(nn.Module):
         fusion: str,
     ) -> None:
         super().__init__()
-        self.register_buffer("profiles", profiles.float())
         self.time_dim = time_dim
-        self.cond = ConditionEncoder(profiles.shape[1], max(cond_dim, 128), cond_dim)
+        self.cond = ConditionEncoder(profiles.float(), max(cond_dim, 128), cond_dim)
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
         self.fuse = make_fusion(fusion, latent_dim, cond_dim, channels[0])
         self.down = nn.ModuleList()
@@ -76,7 +75,7 @@ class Denoiser(nn.Module):
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         temb = self.time_mlp(timestep_embedding(t, self.time_dim))
-        c = self.cond(self.profiles)[cond]
+        c = self.cond()[cond]
         h = self.fuse(z, c)
         skips = []
         for block in self.down:

@@ -16,7 +16,7 @@ from scldbench.generator import Generator, SampleOutput
 from scldbench.scld import stages
 from scldbench.scld.calibration import spread_about
 from scldbench.scld.config import RUNTIME_OPTIONS, SCLDConfig
-from scldbench.scld.count_noise import SharedGammaNoise, draw_counts
+from scldbench.scld.count_noise import draw_counts
 from scldbench.scld.marginals import map_counts
 from scldbench.scld.sampling import ddim_sample, ddpm_sample, guided_model
 from scldbench.scld.scorer import Scorer, score_beside, top_indices
@@ -149,12 +149,9 @@ class SCLD(Generator):
         return ddpm_sample(eps_fn, diffusion.schedule, cond, dim, clip_x0=bound)
 
     @torch.no_grad()
-    def _decode_with(
-        self, z: torch.Tensor, cluster_idx: np.ndarray, calibration: LatentCalibration,
-        noise: SharedGammaNoise | None = None,
-    ) -> torch.Tensor:
+    def _decode_with(self, z: torch.Tensor, cluster_idx: np.ndarray, calibration: LatentCalibration) -> torch.Tensor:
         """Counts (CPU tensor) from latents drawn at the configured guidance, calibrated by `calibration`."""
-        return self._decode(z, cluster_idx, self.config.sampling.guidance, calibration, noise=noise)
+        return self._decode(z, cluster_idx, self.config.sampling.guidance, calibration)
 
     @torch.no_grad()
     def _decode_batches(self, z: torch.Tensor, cluster_idx: np.ndarray, w: float) -> torch.Tensor:
@@ -164,10 +161,9 @@ class SCLD(Generator):
     @torch.no_grad()
     def _decode(
         self, z: torch.Tensor, cluster_idx: np.ndarray, w: float, calibration: LatentCalibration | None = None,
-        *, noise: SharedGammaNoise | None = None,
     ) -> torch.Tensor:
         """Counts (CPU tensor) from latents in the diffusion's space: calibration (at the configured guidance only),
-        decoder, library size, count draw (its gamma noise from `noise` when given)."""
+        decoder, library size, count draw."""
         cfg, device, diffusion = self.config, self.device, self.diffusion_
         cond = torch.as_tensor(cluster_idx, device=device, dtype=torch.long)
         if float(w) == cfg.sampling.guidance:
@@ -189,8 +185,7 @@ class SCLD(Generator):
             )
         with autocast(device, cfg.runtime.mixed_precision):
             profile = self.autoencoder_.profile(z, cond)
-        counts = draw_counts(profile * lib[:, None], cfg.counts.count_sampling, self.count_model_.log_theta[cond],
-                             noise=noise)
+        counts = draw_counts(profile * lib[:, None], cfg.counts.count_sampling, self.count_model_.log_theta[cond])
         return counts.cpu()
 
     @torch.no_grad()

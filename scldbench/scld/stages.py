@@ -29,7 +29,6 @@ from scldbench.scld.config import (
     MarginalConfig,
     ScorerConfig,
 )
-from scldbench.scld.count_noise import SharedGammaNoise
 from scldbench.scld.denoiser import Denoiser
 from scldbench.scld.dispersion import POISSON_THETA, nb_theta_mle, residual_moments, shrink_log_theta, theta_from_sums
 from scldbench.scld.latent_scaling import LatentScaler, fit_latent_scaler
@@ -102,10 +101,9 @@ class MarginalMap:
 
 
 class Decode(Protocol):
-    """Counts from latents of the given clusters under a latent calibration, gamma noise from `noise` if given."""
+    """Counts from latents of the given clusters under a latent calibration."""
 
-    def __call__(self, z: torch.Tensor, cluster_idx: np.ndarray, calibration: LatentCalibration,
-                 noise: SharedGammaNoise | None = None) -> torch.Tensor: ...
+    def __call__(self, z: torch.Tensor, cluster_idx: np.ndarray, calibration: LatentCalibration) -> torch.Tensor: ...
 
 
 class FitFigures:
@@ -330,8 +328,8 @@ def _fit_spread(
 ) -> float:
     """The latent spread at which the draw's within-cluster expression variance matches the training cells'.
 
-    Every trial factor decodes the same latents with the same count noise (one set of gamma draws, the Poisson
-    draws from the same generator states), so the variance grows with the factor.
+    Every trial factor decodes the same latents with torch's generator seeded alike, so each count is drawn from
+    the same uniform (`count_noise`) and the variance grows with the factor.
     """
     data, n_k = cells.data, cells.n_clusters
     chunks = [np.arange(i, min(i + batch, data.n_obs)) for i in range(0, data.n_obs, batch)]
@@ -339,19 +337,16 @@ def _fit_spread(
     plan_cpu = torch.as_tensor(plan, dtype=torch.long)
     noise_seed = int(rng.integers(2**31))
     forked = [cells.device] if cells.device.type == "cuda" else []
-    noise = SharedGammaNoise()
 
     def variance_at(factor: float) -> float:
         trial = LatentCalibration(offset, factor)
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(noise_seed)
             decoded = (
-                (decode(drawn[i : i + batch], plan[i : i + batch], trial, noise), plan_cpu[i : i + batch])
+                (decode(drawn[i : i + batch], plan[i : i + batch], trial), plan_cpu[i : i + batch])
                 for i in range(0, plan.size, batch)
             )
-            variance = within_cluster_variance(decoded, n_k)
-        noise.rewind()
-        return variance
+            return within_cluster_variance(decoded, n_k)
 
     return fit_spread(variance_at, target, _SPREAD_RANGE[0], _SPREAD_RANGE[1], _SPREAD_BISECTIONS)
 

@@ -33,15 +33,14 @@ def draw_counts(mean: torch.Tensor, how: str, log_theta: torch.Tensor | None = N
     if how == "nb":
         if log_theta is None:
             raise ValueError("negative-binomial counts need log_theta")
-        return sample_counts(mean, log_theta.exp().to(mean.device).float().expand_as(mean))
-    return sample_counts(mean, None)
+        return sample_counts(mean, log_theta.exp().to(mean.device).float())
+    return torch.poisson(mean)
 
 
-def sample_counts(mean: torch.Tensor, theta: torch.Tensor | None) -> torch.Tensor:
-    """NB(mean, theta) counts (variance mean + mean^2 / theta) from torch's generator on `mean`'s device:
-    inversion for most entries, gamma-Poisson for the rest. Poisson(mean) when `theta` is None."""
-    if theta is None:
-        return torch.poisson(mean)
+def sample_counts(mean: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """NB(mean, theta) counts (variance mean + mean^2 / theta; `theta` broadcasts to `mean`) from torch's
+    generator on `mean`'s device: inversion for most entries, gamma-Poisson for the rest."""
+    mean, theta = mean.contiguous(), theta.expand_as(mean).contiguous()
     u = torch.rand_like(mean)
     # whole-matrix steps in place: each fresh temporary of a cells x genes matrix costs its page faults again
     excess = torch.div(mean, theta)  # mean / theta: the variance factor less one
@@ -52,10 +51,10 @@ def sample_counts(mean: torch.Tensor, theta: torch.Tensor | None) -> torch.Tenso
     walking = torch.nonzero(torch.gt(u, p0).logical_and_(inverted).view(-1)).squeeze(1)
     del p0
     if walking.numel():
-        _walk(flat, walking, u.view(-1), mean.reshape(-1), theta.reshape(-1))
+        _walk(flat, walking, u.view(-1), mean.view(-1), theta.view(-1))
     rest = torch.nonzero(inverted.logical_not_().view(-1)).squeeze(1)
     if rest.numel():
-        m, t = mean.reshape(-1)[rest], theta.reshape(-1)[rest]
+        m, t = mean.view(-1)[rest], theta.view(-1)[rest]
         flat[rest] = torch.poisson((torch._standard_gamma(t) * (m / t)).clamp_(min=torch.finfo(m.dtype).tiny))
     return counts
 

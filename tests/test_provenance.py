@@ -11,8 +11,8 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not 
 
 
 def _git(root, *args):
-    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                   capture_output=True)
+    return subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 def test_source_revision_names_the_commit_and_flags_changed_files(tmp_path):
@@ -20,8 +20,7 @@ def test_source_revision_names_the_commit_and_flags_changed_files(tmp_path):
     (tmp_path / "model.py").write_text("a = 1\n")
     _git(tmp_path, "add", "model.py")
     _git(tmp_path, "commit", "-q", "-m", "first")
-    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = _git(tmp_path, "rev-parse", "HEAD")
 
     assert source_revision(tmp_path) == head[:12]
     (tmp_path / "notes.txt").write_text("untracked files do not count\n")

@@ -316,6 +316,10 @@ def test_mean_interval_hand_case():
     assert mean_interval([]).n == 0 and math.isnan(mean_interval([]).mean)
     same = mean_interval([0.5, 0.5])
     assert same.low == same.high == 0.5
+    rounded = mean_interval([0.72, 0.72, 0.72])  # numpy's mean of these is 0.7200000000000001
+    assert rounded.sd == 0 and rounded.low == rounded.high == rounded.mean
+    assert mean_interval([0.9999621298189806, 0.9999621298189805]).sd == 0
+    assert mean_interval([0.72, 0.72 + 1e-9]).sd > 0
 
 
 def test_summarise_seeds():

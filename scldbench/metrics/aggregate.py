@@ -30,8 +30,9 @@ class ScaledScore(NamedTuple):
 def mean_interval(values: Iterable[float], confidence: float = 0.95) -> SeedSummary:
     """Mean of the finite `values` and the Student-t interval mean +- t_{(1+c)/2, n-1} * sd / sqrt(n).
 
-    sd is the sample standard deviation (ddof 1). NaN and infinite values are dropped (n counts the rest);
-    with one value the interval and sd are NaN, with none everything is NaN and n is 0.
+    sd is the sample standard deviation (ddof 1), 0 when the values agree to 12 significant digits. NaN and
+    infinite values are dropped (n counts the rest); with one value the interval and sd are NaN, with none
+    everything is NaN and n is 0.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -43,7 +44,8 @@ def mean_interval(values: Iterable[float], confidence: float = 0.95) -> SeedSumm
     mean = float(x.mean())
     if n == 1:
         return SeedSummary(mean, float("nan"), float("nan"), float("nan"), 1)
-    sd = float(x.std(ddof=1))
+    # values equal up to float rounding (the same score summed in another order) have no spread to report
+    sd = 0.0 if np.ptp(x) <= 1e-12 * np.abs(x).max() else float(x.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * sd / np.sqrt(n)
     return SeedSummary(mean, mean - half, mean + half, sd, n)
 

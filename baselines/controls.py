@@ -16,6 +16,7 @@ class PositiveControl(Generator):
     description = "held-out real cells (the floor: AUC about 0.5)"
     conditional = True
     uses_holdout = True
+    cpu_only = True
 
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
         self.cells_ = sp.csr_matrix(adata.X, dtype=np.float32)
@@ -44,6 +45,7 @@ class RandomControl(Generator):
 
     name = "random"
     description = "Poisson noise with no gene structure (the ceiling: AUC about 1.0)"
+    cpu_only = True
 
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
         self.rate_ = float(adata.X.sum()) / (adata.n_obs * adata.n_vars)
@@ -57,6 +59,7 @@ class ShuffleControl(Generator):
 
     name = "shuffle"
     description = "per-gene permutation of training cells (marginals kept, co-expression lost)"
+    cpu_only = True
 
     def _fit(self, adata: ad.AnnData, labels: np.ndarray | None) -> None:
         self.columns_ = sp.csc_matrix(adata.X, dtype=np.float32)

@@ -232,6 +232,7 @@ class Copula(Generator):
 
     name = "copula"
     description = "scDesign2-style per-cluster Poisson/NB/ZINB marginals joined by a Gaussian copula"
+    cpu_only = True
     conditional = True
 
     def __init__(

@@ -85,6 +85,7 @@ class NegativeBinomial(Generator):
 
     name = "nb"
     description = "independent negative binomial per gene and per cluster (marginals only, no co-expression)"
+    cpu_only = True
     conditional = True
 
     def __init__(

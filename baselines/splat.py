@@ -347,6 +347,7 @@ class Splat(Generator):
 
     name = "splat"
     description = "Splat model of Splatter (gamma means, outliers, log-normal library, BCV trend, DE groups)"
+    cpu_only = True
     conditional = True
 
     def __init__(

@@ -126,6 +126,7 @@ class Sugar(Generator):
 
     name = "sugar"
     description = "SUGAR geometry-based generation in PCA space of log-normalised counts, per cluster"
+    cpu_only = True
     conditional = True
 
     def __init__(

@@ -246,9 +246,16 @@ def list_generators_cmd() -> None:
         status = "[green]available[/green]" if info.available else f"[red]unavailable[/red]: {info.hint}"
         table.add_row(
             info.name, yes(cls and cls.conditional), yes(cls and cls.supports_guidance),
-            "needed" if cls and cls.needs_gpu else "optional", status, cls.description if cls else info.source,
+            _gpu_use(cls), status, cls.description if cls else info.source,
         )
     console.print(table)
+
+
+def _gpu_use(cls: type | None) -> str:
+    """The GPU column of `list generators`."""
+    if cls is None:
+        return "-"
+    return "needed" if cls.needs_gpu else "never" if cls.cpu_only else "used"
 
 
 @list_app.command("datasets")

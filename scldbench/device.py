@@ -23,6 +23,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
+def job_device(device: str, *, cpu_only: bool) -> str:
+    """The device a job runs on: the run's `device`, or "cpu" for a generator that never uses a GPU (`cpu_only`)."""
+    return "cpu" if cpu_only else device
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"

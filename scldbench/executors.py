@@ -390,12 +390,15 @@ class RayExecutor:
     def __init__(self, execution: Execution) -> None:
         self.execution = execution
 
-    def _gpus(self, job: Job, ctx: JobContext, cluster_gpus: float) -> float:
+    @staticmethod
+    def _gpus(job: Job, ctx: JobContext, cluster_gpus: float) -> float:
+        """One GPU for a job that runs on one: `--device cuda`, or `auto` on a cluster with GPUs, unless the
+        generator is `cpu_only`."""
         from scldbench.registry import get_generator
 
-        needs = getattr(get_generator(job.generator), "needs_gpu", False)
-        wants = ctx.device.startswith("cuda") or (ctx.device == "auto" and cluster_gpus > 0)
-        return 1.0 if needs or wants else 0.0
+        if get_generator(job.generator).cpu_only:
+            return 0.0
+        return 1.0 if ctx.device.startswith("cuda") or (ctx.device == "auto" and cluster_gpus > 0) else 0.0
 
     def run(self, jobs: Sequence[Job], prepared: PreparedData, ctx: JobContext,
             on_stage: OnStage | None = None) -> Iterator[tuple[Job, JobRecord]]:
@@ -419,6 +422,11 @@ class RayExecutor:
             cpus = ray.cluster_resources().get("CPU", 1)
             self.execution = replace(self.execution, workers=max(1, int(cpus // self.execution.threads)))
             cluster_gpus = ray.cluster_resources().get("GPU", 0)
+            if cluster_gpus == 0 and any(self._gpus(job, ctx, cluster_gpus) for job in jobs):
+                raise ScldbenchError(
+                    "--device cuda was asked for but the Ray cluster has no GPU; start its nodes with their GPUs "
+                    "(`ray start --num-gpus N`) or run with --device cpu or auto"
+                )
             data = ray.put(prepared)
             task = ray.remote(max_retries=0)(_ray_job)
             pending: dict[Any, tuple[Job, float, str]] = {}

@@ -68,6 +68,9 @@ class Generator(ABC):
     supports_guidance: ClassVar[bool] = False
     #: runs but is impractically slow without a GPU
     needs_gpu: ClassVar[bool] = False
+    #: never touches a GPU: its jobs are fitted, sampled and scored on the CPU whatever `--device` says, and ask a
+    #: Ray cluster for no GPU
+    cpu_only: ClassVar[bool] = False
     #: a control that is fitted on held-out real cells that no other generator sees
     uses_holdout: ClassVar[bool] = False
     #: importable modules this generator needs beyond scldbench's own dependencies
@@ -370,6 +373,8 @@ class Generator(ABC):
     # ----------------------------------------------------------------- persistence
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.needs_gpu and cls.cpu_only:
+            raise TypeError(f"{cls.__name__} says both needs_gpu and cpu_only; a generator that needs a GPU uses one")
         if cls.weight_modules and cls._build_module is Generator._build_module:
             raise TypeError(f"{cls.__name__} lists weight_modules {cls.weight_modules} but does not define "
                             "_build_module(name), which load needs to rebuild them")

@@ -23,12 +23,13 @@ import numpy as np
 from scldbench import __version__
 from scldbench.data.datasets import load_dataset
 from scldbench.data.prepare import PreparedData, PrepareSettings, prepare
-from scldbench.device import describe_device, resolve_device
+from scldbench.device import describe_device, job_device, resolve_device
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.evaluation import augmentation_scores, guidance_sweep, rarest_cluster
 from scldbench.executors import JobContext, make_executor, resolve_execution
 from scldbench.generator import check_whole_counts, library_size_warnings
 from scldbench.jobguard import InterruptLatch, failure_message, time_limit
+from scldbench.metrics.device import metrics_on
 from scldbench.protocols import ScoringProtocol, get_protocol
 from scldbench.provenance import versions
 from scldbench.record import JobRecord
@@ -242,8 +243,10 @@ def run_job(
 
     Anything the generator raises (an exception, `SystemExit`, `MemoryError`, `JobTimeout` past `job.timeout`)
     becomes a failed record with its reason; only KeyboardInterrupt (Ctrl-C, SIGTERM) stops the run. `execution`
-    (executor, workers, threads) is stored in the record as it is.
+    (executor, workers, threads) is stored in the record as it is. `device` is the run's; a `cpu_only`
+    generator's job runs, and is scored, on the CPU.
     """
+    device = job_device(device, cpu_only=get_generator(job.generator).cpu_only)
     record = JobRecord(
         job_id=job.job_id, key=job.key, order=job.order, suite=suite.name, dataset=dataset.get("dataset"),
         dataset_note=dataset.get("dataset_note"), generator=job.generator, label=job.label, params=job.params,
@@ -254,7 +257,7 @@ def run_job(
     t0 = time.perf_counter()
     latch = InterruptLatch()
     try:
-        with time_limit(job.timeout), latch:
+        with time_limit(job.timeout), latch, metrics_on(device):
             _fit_sample_score(job, prepared, context, suite, device, store, reporter, record)
         failed = scores_failed(record.scores)
         record.status, record.error = ("failed", failed) if failed else ("ok", None)

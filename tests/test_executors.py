@@ -18,9 +18,9 @@ else:  # pragma: no cover
 
 from scldbench import registry
 from scldbench.errors import ScldbenchError
-from scldbench.executors import available_cores, death_reason, resolve_execution
+from scldbench.executors import JobContext, RayExecutor, available_cores, death_reason, resolve_execution
 from scldbench.generator import Generator
-from scldbench.runner import RunRequest, run_suite
+from scldbench.runner import Job, RunRequest, run_suite
 from scldbench.suite import load_suite, parse_suite
 
 SMOKE_PLUS = """
@@ -167,13 +167,55 @@ def test_a_local_ray_instance_runs_the_smoke_suite_and_a_failing_job(tmp_path, d
     assert again.records[0].reused
 
 
-@pytest.mark.gpu
+def test_the_controls_and_statistical_baselines_never_use_a_gpu_and_the_networks_may():
+    cpu_only = {info.name for info in registry.list_generators() if info.cls is not None and info.cls.cpu_only}
+    assert cpu_only == {"positive", "random", "shuffle", "nb", "splat", "sugar", "copula"}
+    with pytest.raises(TypeError, match="both needs_gpu and cpu_only"):
+        type("Confused", (ExitsDuringFit,), {"needs_gpu": True, "cpu_only": True})
+
+
+@pytest.mark.parametrize(("generator", "device", "cluster_gpus", "gpus"), [
+    ("scld", "cuda", 1, 1.0), ("scld", "auto", 2, 1.0), ("scld", "auto", 0, 0.0), ("scld", "cpu", 1, 0.0),
+    ("positive", "cuda", 1, 0.0), ("copula", "auto", 4, 0.0),
+])
+def test_ray_asks_for_a_gpu_only_for_jobs_that_run_on_one(generator, device, cluster_gpus, gpus, tmp_path):
+    job = Job(0, generator, generator, {}, 0, "0" * 64)
+    ctx = JobContext(suite=None, device=device, store_root=tmp_path, dataset={})
+    assert RayExecutor._gpus(job, ctx, cluster_gpus) == gpus
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (scldbench[ray])")
-def test_ray_gives_a_cuda_job_a_gpu(tmp_path):
+def test_ray_refuses_a_cuda_run_on_a_cluster_without_a_gpu(tmp_path):
+    import ray
+
+    executor = RayExecutor(resolve_execution("ray", 1))
+    jobs = [Job(0, "positive", "positive", {}, 0, "0" * 64), Job(1, "scld", "scld", {}, 0, "1" * 64)]
+    ctx = JobContext(suite=None, device="cuda", store_root=tmp_path, dataset={})
+    with pytest.raises(ScldbenchError, match="the Ray cluster has no GPU"):
+        list(executor.run(jobs, None, ctx))
+    assert not ray.is_initialized()  # the local instance it started is stopped again
+
+
+TINY_SCLD = ('{ name = "scld", params = { preset = "cpu", latent_dim = 4, ae_hidden = 16, ae_epochs = 1, '
+             'cond_dim = 8, denoiser_channels = [16], time_dim = 8, steps = 3, timesteps = 10, sampler = "ddim", '
+             'ddim_steps = 3, fit_ddim_steps = 3, scorer_hidden = 8, scorer_epochs = 1, marginal_draw = 8 } }')
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("executor", ["serial", "processes", "ray"])
+def test_a_cuda_run_puts_network_jobs_on_the_gpu_and_cpu_only_jobs_on_the_cpu(executor, tmp_path):
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    result = run_suite(RunRequest(suite=suite('["positive", "random"]'), out=tmp_path / "run", executor="ray",
-                                  device="cuda"))
-    assert all(r.status == "ok" and r.device.startswith("cuda") for r in result.records), result.records
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (scldbench[ray])")
+    result = run_suite(RunRequest(suite=suite(f'["positive", "random", {TINY_SCLD}]'), out=tmp_path / "run",
+                                  executor=executor, device="cuda"))
+    by_label = {r.label: r for r in result.records}
+    assert all(r.status == "ok" for r in result.records), [(r.label, r.error) for r in result.records]
+    assert by_label["scld"].device.startswith("cuda") and by_label["scld"].fit_peak_gpu_mb > 0
+    assert by_label["positive"].device.startswith("cpu") and by_label["random"].device.startswith("cpu")
+    assert by_label["positive"].scores["scgan-v1"].metrics["rf_auc"] < 0.7 < by_label["random"].scores[
+        "scgan-v1"].metrics["rf_auc"]

@@ -86,6 +86,7 @@ def parameter_table(name: str) -> str:
         ("conditional", "samples cells of a requested label"),
         ("supports_guidance", "takes a guidance weight"),
         ("needs_gpu", "impractically slow without a GPU"),
+        ("cpu_only", "runs on the CPU whatever `--device` says"),
     ]
     flags = [f"`{attr}` ({what})" for attr, what in can if getattr(cls, attr)]
     lines += ["", f"Registered as `{name}`: `{cls.__module__}.{cls.__qualname__}`."]

@@ -6,9 +6,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
+from scldbench.metrics.device import metric_device
+from scldbench.metrics.kernel_sums import mean_kernels_torch
 from scldbench.threads import thread_budget
 
 #: kernel entries per block: small enough to stay in reused heap memory, large enough for BLAS
@@ -109,27 +112,36 @@ def _mean_kernels(x: np.ndarray, y: np.ndarray | None, widths: np.ndarray, threa
     return total / (len(x) * len(other))
 
 
+def _kernel_means(widths: np.ndarray, device: torch.device, threads: int | None, n_pairs: int):
+    """`mean(x, y)`: per width, the mean kernel over all pairs of x and y (y None: x with itself), with data
+    centred on the real cells' mean; on a GPU in float64 blocks, on the CPU as `_mean_kernels` (float32 blocks
+    beyond `_FLOAT64_PAIRS` pairs)."""
+    if device.type == "cuda":
+        return lambda x, y: mean_kernels_torch(x, y, widths, device)
+    dtype = np.float64 if n_pairs <= _FLOAT64_PAIRS else np.float32
+    threads = threads or thread_budget()
+    return lambda x, y: _mean_kernels(x.astype(dtype), None if y is None else y.astype(dtype), widths, threads)
+
+
 def mmd_multi_kernel(
     real: np.ndarray, generated: np.ndarray, *, k: int = 25, scales: tuple[float, ...] = (0.5, 1.0, 2.0),
-    threads: int | None = None,
+    threads: int | None = None, device: str | torch.device | None = None,
 ) -> float:
     """sqrt of the biased MMD^2 with kernel sum_s exp(-|x-y|^2 / s^2), s in m * `scales`.
 
     m is the median distance of real cells to their `k` nearest neighbours. Kernel sums run over blocks of
-    pairs (distances from products of data centred on the real cells' mean; float32 for large sets, sums in
-    float64) on `threads` threads (default: this process's thread budget); memory stays at a few blocks.
+    pairs (distances from products of data centred on the real cells' mean); memory stays at a few blocks. On the
+    CPU the blocks are float32 for large sets (sums in float64) on `threads` threads (default: this process's
+    thread budget); on a GPU (`device`, default: `metrics.device.metric_device()`) they are float64.
     """
     real, generated = np.asarray(real, dtype=np.float64), np.asarray(generated, dtype=np.float64)
     m = median_knn_distance(real, k)
     sigmas = np.array([m * s for s in scales] if m > 0 else [1.0])
-    dtype = np.float64 if max(len(real), len(generated)) ** 2 <= _FLOAT64_PAIRS else np.float32
     widths = sigmas**2
     centre = real.mean(axis=0)
-    x, y = (real - centre).astype(dtype), (generated - centre).astype(dtype)
-    threads = threads or thread_budget()
-    kxx = _mean_kernels(x, None, widths, threads).sum()
-    kyy = _mean_kernels(y, None, widths, threads).sum()
-    kxy = _mean_kernels(x, y, widths, threads).sum()
+    x, y = real - centre, generated - centre
+    mean = _kernel_means(widths, metric_device(device), threads, max(len(real), len(generated)) ** 2)
+    kxx, kyy, kxy = mean(x, None).sum(), mean(y, None).sum(), mean(x, y).sum()
     return float(np.sqrt(max(kxx + kyy - 2 * kxy, 0.0)))
 
 
@@ -137,15 +149,21 @@ def mmd_multi_kernel(
 RBF_GAMMAS: tuple[float, ...] = (2.0, 1.0, 0.5, 0.1, 0.01, 0.005)
 
 
-def mmd_rbf(real: np.ndarray, generated: np.ndarray, *, gammas: tuple[float, ...] = RBF_GAMMAS) -> float:
-    """Biased MMD^2 with the RBF kernel exp(-gamma |x-y|^2), averaged over `gammas` (0 for identical sets)."""
+def mmd_rbf(real: np.ndarray, generated: np.ndarray, *, gammas: tuple[float, ...] = RBF_GAMMAS,
+            device: str | torch.device | None = None) -> float:
+    """Biased MMD^2 with the RBF kernel exp(-gamma |x-y|^2), averaged over `gammas` (0 for identical sets); on a
+    GPU when `device` (default: `metrics.device.metric_device()`) is one."""
     real, generated = np.asarray(real, dtype=np.float64), np.asarray(generated, dtype=np.float64)
     if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
         raise ValueError(f"real {real.shape} and generated {generated.shape} must be 2-D with equal columns")
     widths = 1.0 / np.asarray(gammas, dtype=np.float64)
     centre = real.mean(axis=0)
     x, y = real - centre, generated - centre
-    threads = thread_budget()
-    values = _mean_kernels(x, None, widths, threads) + _mean_kernels(y, None, widths, threads) - 2 * _mean_kernels(
-        x, y, widths, threads)
+    device = metric_device(device)
+    if device.type == "cuda":
+        mean = lambda a, b: mean_kernels_torch(a, b, widths, device)  # noqa: E731
+    else:
+        threads = thread_budget()
+        mean = lambda a, b: _mean_kernels(a, b, widths, threads)  # noqa: E731
+    values = mean(x, None) + mean(y, None) - 2 * mean(x, y)
     return float(max(np.mean(values), 0.0))

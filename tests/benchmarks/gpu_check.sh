@@ -3,7 +3,8 @@
 #   1. the GPU-marked tests (Ray gives a CUDA job a GPU);
 #   2. bench_scld_scale.py --device cuda: SCLD's paper configuration on the full-size simulated PBMC matrix,
 #      stage seconds and peak memory, then 10,000-cell DDIM and DDPM draws;
-#   3. the smoke suite through `--executor ray` on a local Ray instance, with the GPU.
+#   3. the MMD of 10,000 vs 10,000 cells with its kernel sums on the GPU, then on the CPU, to compare;
+#   4. the smoke suite through `--executor ray` on a local Ray instance, with the GPU.
 # Run from anywhere: bash tests/benchmarks/gpu_check.sh   (figures go to $OUT, default ./gpu-check-out)
 # Needs: pip install -e ".[test,ray]" with a CUDA build of torch 2.13.
 set -uo pipefail
@@ -21,6 +22,8 @@ step "GPU-marked tests" timeout 300 python -m pytest -q -m gpu tests/ -p no:cach
 step "SCLD at PBMC 68k scale, 10,000-cell DDIM and DDPM draws" timeout 420 \
     python tests/benchmarks/bench_scld_scale.py --device cuda --sample 10000 --samplers ddim ddpm \
     --json "$OUT/scld_scale.json"
+step "MMD kernel sums on the GPU" timeout 120 python tests/benchmarks/bench_speed.py --only mmd --device cuda
+step "MMD kernel sums on the CPU" timeout 120 python tests/benchmarks/bench_speed.py --only mmd --threads 16
 step "smoke suite through Ray with the GPU" timeout 240 \
     scldbench run smoke --executor ray --device cuda --out "$OUT/smoke-ray"
 python - "$OUT/smoke-ray" <<'PY' | tee -a "$OUT/gpu_check.log"

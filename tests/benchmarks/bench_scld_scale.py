@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -70,6 +71,10 @@ def simulate_counts(
 
 def main() -> None:
     args = parse_args()
+    # SCLD's own progress (autoencoder epochs, diffusion steps) with times, so that a run stopped early shows how far
+    # it got
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("scldbench.scld").setLevel(logging.INFO)
     if args.threads is not None:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import anndata as ad
@@ -100,7 +105,7 @@ def main() -> None:
     median_umis = float(np.median(np.asarray(adata.X.sum(axis=1)).ravel()))
     print(
         f"data {source}: {adata.n_obs} x {adata.n_vars}, density {density:.4f} ({genes_per_cell:.0f} genes per cell, "
-        f"median {median_umis:.0f} UMIs), made in {time.perf_counter() - t0:.1f}s"
+        f"median {median_umis:.0f} UMIs), made in {time.perf_counter() - t0:.1f}s", flush=True
     )
     figures: dict[str, Any] = {
         "data": source,
@@ -137,7 +142,9 @@ def main() -> None:
     print(f"fit {fit_usage.seconds:.1f}s on {device}, peak resident memory {fit_usage.peak_rss_mb:,.0f} MiB{gpu}")
     for name, seconds in stages.items():
         print(f"  {name:17s} {seconds:8.1f}s")
-    print(f"  autoencoder {d['ae_steps_per_s']:.1f} steps/s, diffusion {d['diffusion_steps_per_s']:.1f} steps/s")
+    print(f"  autoencoder {d['ae_steps_per_s']:.1f} steps/s, diffusion {d['diffusion_steps_per_s']:.1f} steps/s",
+          flush=True)
+    save(figures, args.json)
 
     for sampler in args.samplers if args.sample > 0 else []:
         model.config = model.config.replace(sampler=sampler)
@@ -145,9 +152,14 @@ def main() -> None:
             out = model.sample(args.sample, seed=args.seed + 1)
         figures[f"sample_{sampler}_seconds"] = usage.seconds
         figures[f"sample_{sampler}_peak_gpu_mb"] = usage.peak_gpu_mb
-        print(f"sample {sampler}: {out.n_obs} cells in {usage.seconds:.1f}s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2, default=float))
+        print(f"sample {sampler}: {out.n_obs} cells in {usage.seconds:.1f}s", flush=True)
+        save(figures, args.json)
+
+
+def save(figures: dict[str, Any], path: str | None) -> None:
+    """The figures so far to `path` (after the fit and after each draw, so that a stopped run keeps them)."""
+    if path:
+        Path(path).write_text(json.dumps(figures, indent=2, default=float))
 
 
 if __name__ == "__main__":

@@ -11,15 +11,21 @@ from scldbench.errors import ScldbenchError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+def check_device_name(device: str | torch.device) -> str:
+    """`device` as a string, refused unless it is auto, cpu or cuda[:N] (whether this machine has it or not)."""
+    name = str(device)
+    if name.split(":")[0] not in DEVICE_CHOICES or (name.startswith("auto") and name != "auto"):
+        raise ScldbenchError(f"unknown device {name!r}; use one of auto, cpu, cuda")
+    return name
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA on a machine without it is an error."""
-    name = str(device)
+    name = check_device_name(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ScldbenchError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
-    if name.split(":")[0] not in DEVICE_CHOICES:
-        raise ScldbenchError(f"unknown device {name!r}; use one of auto, cpu, cuda")
     return torch.device(name)
 
 

@@ -88,15 +88,21 @@ def default_workers(n_jobs: int, data_mb: float = 0.0) -> int:
     return max(1, min(workers, n_jobs))
 
 
+def executor_name(executor: str | None) -> str:
+    """The executor asked for, default $SCLDBENCH_EXECUTOR, else `processes`; an unknown name is an error."""
+    name = executor or os.environ.get(EXECUTOR_ENV_VAR) or "processes"
+    if name not in EXECUTORS:
+        raise ScldbenchError(f"unknown executor {name!r}{suggest(name, EXECUTORS)}; use one of {', '.join(EXECUTORS)}")
+    return name
+
+
 def resolve_execution(
     executor: str | None, n_jobs: int, *, workers: int | None = None, threads: int | None = None,
     address: str | None = None, data_mb: float = 0.0,
 ) -> Execution:
     """The executor the user asked for (default: $SCLDBENCH_EXECUTOR, else `processes`), with workers and
     threads filled in from the machine. `processes` with one worker runs in this process."""
-    name = executor or os.environ.get(EXECUTOR_ENV_VAR) or "processes"
-    if name not in EXECUTORS:
-        raise ScldbenchError(f"unknown executor {name!r}{suggest(name, EXECUTORS)}; use one of {', '.join(EXECUTORS)}")
+    name = executor_name(executor)
     if workers is not None and workers < 1:
         raise ScldbenchError(f"--workers must be at least 1 (got {workers})")
     if threads is not None and threads < 1:

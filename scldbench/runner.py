@@ -23,10 +23,10 @@ import numpy as np
 from scldbench import __version__
 from scldbench.data.datasets import load_dataset
 from scldbench.data.prepare import PreparedData, PrepareSettings, prepare
-from scldbench.device import describe_device, job_device, resolve_device
+from scldbench.device import check_device_name, describe_device, job_device, resolve_device
 from scldbench.errors import ScldbenchError, suggest
 from scldbench.evaluation import augmentation_scores, guidance_sweep, rarest_cluster
-from scldbench.executors import JobContext, make_executor, resolve_execution
+from scldbench.executors import JobContext, executor_name, make_executor, resolve_execution
 from scldbench.generator import check_whole_counts, library_size_warnings
 from scldbench.jobguard import InterruptLatch, failure_message, time_limit
 from scldbench.metrics.device import metrics_on
@@ -443,11 +443,22 @@ def requested_seeds(request: RunRequest) -> tuple[int, ...]:
     return tuple(range(request.seeds)) if request.seeds else request.suite.seeds
 
 
+def _run_device(request: RunRequest) -> str:
+    """The run's device for its run.json: this machine's, or on Ray what was asked of the cluster (each job's record
+    names the device it ran on)."""
+    if executor_name(request.executor) == "ray":
+        return f"{request.device} on the Ray cluster"
+    return describe_device(resolve_device(request.device))
+
+
 def plan_run(request: RunRequest) -> RunPlan:
     """Check the request, read and prepare the data, and plan the jobs; nothing is fitted or written."""
     suite = request.suite
     protocols = [get_protocol(name) for name in suite.protocols]
-    resolve_device(request.device)
+    if executor_name(request.executor) == "ray":
+        check_device_name(request.device)  # the GPUs are the cluster's: Ray checks them when it starts
+    else:
+        resolve_device(request.device)
     if request.labels is not None and request.clusters is not None:
         raise ScldbenchError("give either --labels (an obs column) or --clusters (computed clusters), not both")
     seeds = requested_seeds(request)
@@ -524,7 +535,7 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
         "protocol": protocols[0].name, "protocol_description": protocols[0].description,
         "prepare": vars(settings), "layer": plan.layer, "data_info": prepared.info,
         "fingerprint": prepared.fingerprint, "seeds": list(seeds),
-        "device": describe_device(resolve_device(request.device)), "versions": versions(),
+        "device": _run_device(request), "versions": versions(),
         "command": " ".join(sys.argv), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "generators": [{"name": i.name, "available": i.available, "hint": i.hint} for i in list_generators()],
     }

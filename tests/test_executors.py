@@ -184,22 +184,26 @@ def test_ray_asks_for_a_gpu_only_for_jobs_that_run_on_one(generator, device, clu
     assert RayExecutor._gpus(job, ctx, cluster_gpus) == gpus
 
 
+TINY_SCLD = ('{ name = "scld", params = { preset = "cpu", latent_dim = 4, ae_hidden = 16, ae_epochs = 1, '
+             'cond_dim = 8, denoiser_channels = [16], time_dim = 8, steps = 3, timesteps = 10, sampler = "ddim", '
+             'ddim_steps = 3, fit_ddim_steps = 3, scorer_hidden = 8, scorer_epochs = 1, marginal_draw = 8 } }')
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (scldbench[ray])")
 def test_ray_refuses_a_cuda_run_on_a_cluster_without_a_gpu(tmp_path):
     import ray
+    import torch
 
-    executor = RayExecutor(resolve_execution("ray", 1))
-    jobs = [Job(0, "positive", "positive", {}, 0, "0" * 64), Job(1, "scld", "scld", {}, 0, "1" * 64)]
-    ctx = JobContext(suite=None, device="cuda", store_root=tmp_path, dataset={})
+    if torch.cuda.is_available():
+        pytest.skip("the local Ray instance would have this machine's GPU")
+    # the GPUs that count are the cluster's, not the driver's: the run is planned, and Ray refuses it
+    request = RunRequest(suite=suite(f'["positive", {TINY_SCLD}]'), out=tmp_path / "run", executor="ray",
+                         device="cuda")
     with pytest.raises(ScldbenchError, match="the Ray cluster has no GPU"):
-        list(executor.run(jobs, None, ctx))
+        run_suite(request)
     assert not ray.is_initialized()  # the local instance it started is stopped again
-
-
-TINY_SCLD = ('{ name = "scld", params = { preset = "cpu", latent_dim = 4, ae_hidden = 16, ae_epochs = 1, '
-             'cond_dim = 8, denoiser_channels = [16], time_dim = 8, steps = 3, timesteps = 10, sampler = "ddim", '
-             'ddim_steps = 3, fit_ddim_steps = 3, scorer_hidden = 8, scorer_epochs = 1, marginal_draw = 8 } }')
+    assert not list((tmp_path / "run" / "jobs").glob("*.json"))
 
 
 @pytest.mark.gpu

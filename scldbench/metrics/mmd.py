@@ -112,13 +112,13 @@ def _mean_kernels(x: np.ndarray, y: np.ndarray | None, widths: np.ndarray, threa
     return total / (len(x) * len(other))
 
 
-def _kernel_means(widths: np.ndarray, device: torch.device, threads: int | None, n_pairs: int):
+def _kernel_means(widths: np.ndarray, device: torch.device, threads: int | None, *, float32_blocks: bool):
     """`mean(x, y)`: per width, the mean kernel over all pairs of x and y (y None: x with itself), with data
-    centred on the real cells' mean; on a GPU in float64 blocks, on the CPU as `_mean_kernels` (float32 blocks
-    beyond `_FLOAT64_PAIRS` pairs)."""
+    centred on the real cells' mean; on a GPU in float64 blocks, on the CPU as `_mean_kernels` (in float32
+    blocks if `float32_blocks`)."""
     if device.type == "cuda":
         return lambda x, y: mean_kernels_torch(x, y, widths, device)
-    dtype = np.float64 if n_pairs <= _FLOAT64_PAIRS else np.float32
+    dtype = np.float32 if float32_blocks else np.float64
     threads = threads or thread_budget()
     return lambda x, y: _mean_kernels(x.astype(dtype), None if y is None else y.astype(dtype), widths, threads)
 
@@ -140,7 +140,8 @@ def mmd_multi_kernel(
     widths = sigmas**2
     centre = real.mean(axis=0)
     x, y = real - centre, generated - centre
-    mean = _kernel_means(widths, metric_device(device), threads, max(len(real), len(generated)) ** 2)
+    mean = _kernel_means(widths, metric_device(device), threads,
+                         float32_blocks=max(len(real), len(generated)) ** 2 > _FLOAT64_PAIRS)
     kxx, kyy, kxy = mean(x, None).sum(), mean(y, None).sum(), mean(x, y).sum()
     return float(np.sqrt(max(kxx + kyy - 2 * kxy, 0.0)))
 
@@ -159,11 +160,6 @@ def mmd_rbf(real: np.ndarray, generated: np.ndarray, *, gammas: tuple[float, ...
     widths = 1.0 / np.asarray(gammas, dtype=np.float64)
     centre = real.mean(axis=0)
     x, y = real - centre, generated - centre
-    device = metric_device(device)
-    if device.type == "cuda":
-        mean = lambda a, b: mean_kernels_torch(a, b, widths, device)  # noqa: E731
-    else:
-        threads = thread_budget()
-        mean = lambda a, b: _mean_kernels(a, b, widths, threads)  # noqa: E731
+    mean = _kernel_means(widths, metric_device(device), None, float32_blocks=False)
     values = mean(x, None) + mean(y, None) - 2 * mean(x, y)
     return float(max(np.mean(values), 0.0))

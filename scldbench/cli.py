@@ -107,8 +107,8 @@ def _options(
 def run(
     suite: str = typer.Argument(..., help="A built-in suite name (see `scldbench list suites`) or a .toml path."),
     data: str = typer.Option(None, "--data", help="Run on this dataset (name or .h5ad / 10x .h5 / matrix folder)."),
-    layer: str = typer.Option(None, "--layer", help="The layer holding raw counts (e.g. counts) when X holds other "
-                              "values; overrides the suite's layer."),
+    layer: str = typer.Option(None, "--layer", help="The layer holding raw counts (e.g. counts; raw for adata.raw) "
+                              "when X holds other values; overrides the suite's layer."),
     labels: str = typer.Option(None, "--labels", help="obs column with cell labels (otherwise clusters are computed)."),
     clusters: int = typer.Option(None, "--clusters", min=2, help="Compute this many Leiden clusters as labels."),
     generators: str = typer.Option(None, "--generators", help="Comma-separated generator names to run."),

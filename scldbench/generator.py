@@ -161,7 +161,8 @@ class Generator(ABC):
             labels (sampling is then unconditional).
         layer
             The layer holding raw counts, e.g. ``"counts"`` when `X` holds log-normalised values (the usual scanpy
-            layout); None reads `X`.
+            layout), or ``"raw"`` for `adata.raw` (with all of its genes) when there is no layer of that name;
+            None reads `X`.
 
         Returns
         -------

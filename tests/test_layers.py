@@ -114,6 +114,41 @@ def test_fit_takes_the_layer_as_counts():
         get_generator("nb").create(seed=0).fit(adata, "group", layer="raw")
 
 
+def portal_layout(tmp_path):
+    """Counts of every gene in adata.raw, log values of 30 of them in X (the HVG subset scanpy leaves), read back
+    from a file as a portal serves it."""
+    full = make_counts(n_cells=120, n_genes=40)
+    adata = full[:, :30].copy()
+    adata.X = sp.csr_matrix(np.log1p(adata.X.toarray()))
+    adata.raw = full
+    adata.write_h5ad(tmp_path / "portal.h5ad")
+    from scldbench.data import load_dataset
+
+    return load_dataset(str(tmp_path / "portal.h5ad"))[0], full
+
+
+def test_counts_in_adata_raw_are_read_as_layer_raw_with_all_their_genes(tmp_path):
+    adata, full = portal_layout(tmp_path)
+    with pytest.raises(ScldbenchError, match=r"looks log-normalised.*layers in the data: raw \(adata.raw\)"):
+        prepare(adata, PrepareSettings(labels_key="group"), use_cache=False)
+    prepared = prepare(adata, PrepareSettings(labels_key="group"), use_cache=False, layer="raw")
+    assert list(prepared.train.var_names) == list(full.var_names)
+    rows = [full.obs_names.get_loc(name) for name in prepared.train.obs_names]
+    np.testing.assert_array_equal(prepared.train.X.toarray(), full.X[rows].toarray())
+    model = get_generator("nb").create(seed=0).fit(adata, "group", layer="raw")
+    assert model.sample(5, seed=1).n_vars == 40
+    # a layer of that name is the layer, not adata.raw
+    adata.layers["raw"] = full[:, :30].X.copy()
+    assert prepare(adata, PrepareSettings(labels_key="group"), use_cache=False, layer="raw").train.n_vars == 30
+
+
+def test_log_values_in_adata_raw_are_refused_like_any_layer(tmp_path):
+    adata, _ = portal_layout(tmp_path)
+    adata.raw = adata.copy()  # `adata.raw = adata` after log1p, as scanpy's tutorial does
+    with pytest.raises(ScldbenchError, match=r"\(layer 'raw'\) holds non-integer values.*no other layers"):
+        prepare(adata, PrepareSettings(labels_key="group"), use_cache=False, layer="raw")
+
+
 def test_suite_layer_key_is_validated(tmp_path):
     assert load_suite(write_tiny(tmp_path, 'layer = "counts"')).layer == "counts"
     assert load_suite(write_tiny(tmp_path)).layer is None

@@ -85,6 +85,27 @@ def test_10x_h5_and_h5ad_are_read(tmp_path):
     np.testing.assert_array_equal(read_counts(tmp_path / "m.h5ad").X.toarray(), data.X.toarray())
 
 
+def test_repeated_cell_and_gene_names_are_made_unique_once_and_said(tmp_path, caplog):
+    import warnings
+
+    data = make_counts()
+    cells, genes = list(data.obs_names), list(data.var_names)
+    cells[30:] = cells[:30]  # two samples merged without a suffix
+    genes[1] = genes[0]
+    data.obs_names, data.var_names = cells, genes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data.write_h5ad(tmp_path / "merged.h5ad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # anndata's warning about repeated names would be an error here
+        read = read_counts(tmp_path / "merged.h5ad")
+        read[:5].copy()
+    assert read.obs_names.is_unique and read.var_names.is_unique
+    assert list(read.obs_names[30:32]) == [f"{cells[0]}-1", f"{cells[1]}-1"] and read.var_names[1] == f"{genes[0]}-1"
+    np.testing.assert_array_equal(read.X.toarray(), data.X.toarray())
+    assert "30 repeated cell names" in caplog.text and "1 repeated gene names" in caplog.text
+
+
 def test_unreadable_and_unsupported_files_give_one_line_errors(tmp_path):
     (tmp_path / "broken.h5ad").write_text("not hdf5")
     with pytest.raises(ScldbenchError, match="could not read .*broken.h5ad.*intact"):

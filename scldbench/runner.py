@@ -18,10 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+import anndata as ad
 import numpy as np
 
 from scldbench import __version__
-from scldbench.data.datasets import load_dataset
+from scldbench.data.datasets import DatasetSpec, load_dataset
 from scldbench.data.prepare import PreparedData, PrepareSettings, prepare
 from scldbench.device import check_device_name, describe_device, job_device, resolve_device
 from scldbench.errors import ScldbenchError, suggest
@@ -98,7 +99,8 @@ class RunRequest:
     out
         The run folder; finished jobs found there are reused.
     data
-        A named dataset or the path of an .h5ad, 10x .h5 or matrix folder, instead of the suite's dataset.
+        A named dataset, the path of an .h5ad, 10x .h5 or matrix folder, or an AnnData in memory (counts in X or
+        in `layer`; it is not modified), instead of the suite's dataset.
     labels
         obs column with cell labels (instead of the suite's labels or computed clusters).
     clusters
@@ -122,7 +124,7 @@ class RunRequest:
 
     suite: Suite
     out: Path | str
-    data: str | None = None
+    data: str | ad.AnnData | None = None
     labels: str | None = None
     clusters: int | None = None
     generators: list[str] | None = None
@@ -148,8 +150,12 @@ class RunResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_data(suite: Suite, data: str | None) -> tuple[Any, Any, str | None]:
-    """(AnnData, spec, note): the suite's dataset, the --data override, or the fallback with a note saying so."""
+def resolve_data(suite: Suite, data: str | ad.AnnData | None) -> tuple[Any, Any, str | None]:
+    """(AnnData, spec, note): the suite's dataset, the --data override (a name, a path or an AnnData), or the
+    fallback with a note saying so."""
+    if isinstance(data, ad.AnnData):
+        name = f"AnnData {data.n_obs} x {data.n_vars}"
+        return data, DatasetSpec(name=name, description="an AnnData passed in Python", load=lambda spec: data), None
     if data is not None:
         adata, spec = load_dataset(data)
         return adata, spec, None
@@ -529,9 +535,10 @@ def run_suite(request: RunRequest, reporter: Reporter | None = None) -> RunResul
     plan = plan_run(request)
     suite, store, prepared, protocols = request.suite, plan.store, plan.prepared, plan.protocols
     settings, seeds, jobs, note = plan.settings, plan.seeds, plan.jobs, plan.note
+    requested = plan.dataset if isinstance(request.data, ad.AnnData) else request.data or suite.dataset
     run_info = {
-        "suite": suite.name, "suite_source": suite.source, "dataset": plan.dataset, "requested_dataset":
-        request.data or suite.dataset, "note": note, "protocols": {p.name: p.description for p in protocols},
+        "suite": suite.name, "suite_source": suite.source, "dataset": plan.dataset, "requested_dataset": requested,
+        "note": note, "protocols": {p.name: p.description for p in protocols},
         "protocol": protocols[0].name, "protocol_description": protocols[0].description,
         "prepare": vars(settings), "layer": plan.layer, "data_info": prepared.info,
         "fingerprint": prepared.fingerprint, "seeds": list(seeds),

@@ -107,3 +107,21 @@ def test_run_suite_and_load_results_from_python(tmp_path):
     assert {"rf_auc", "mmd"} <= set(frame.metric) and set(frame.seed) == {4}
     with pytest.raises(ScldbenchError, match="not both"):
         scldbench.run_suite(scldbench.RunRequest(suite, out=str(tmp_path / "other"), seed=1, seeds=2))
+
+
+def test_run_suite_takes_an_anndata_in_memory_as_a_file_of_it(tmp_path):
+    adata = scanpy_layout()
+    before = adata.copy()
+    adata.write_h5ad(tmp_path / "cells.h5ad")
+    suite = scldbench.load_suite(write_tiny(tmp_path))
+    common = {"labels": "group", "layer": "counts", "seed": 1, "executor": "serial"}
+    in_memory = scldbench.run_suite(scldbench.RunRequest(suite, out=tmp_path / "memory", data=adata, **common))
+    from_file = scldbench.run_suite(scldbench.RunRequest(suite, out=tmp_path / "file",
+                                                         data=str(tmp_path / "cells.h5ad"), **common))
+    assert in_memory.dataset == "AnnData 120 x 40" and in_memory.info["requested_dataset"] == "AnnData 120 x 40"
+    for a, b in zip(in_memory.records, from_file.records, strict=True):
+        assert a.status == b.status == "ok" and a.fingerprint == b.fingerprint
+        np.testing.assert_equal(a.scores["scgan-v1"].metrics, b.scores["scgan-v1"].metrics)  # NaNs alike
+    # the caller's AnnData is left as it was
+    assert list(adata.layers) == ["counts", "spliced"] and list(adata.obs.columns) == list(before.obs.columns)
+    np.testing.assert_array_equal(adata.X.toarray(), before.X.toarray())

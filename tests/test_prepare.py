@@ -48,6 +48,41 @@ def test_too_small_cluster_is_a_clear_error():
         stratified_split(labels, 0.2, 0.2, seed=0)
 
 
+def annotated(n_cells: int = 90):
+    """Counts with an annotation as atlases have them: a few cells without a label and a type of two cells."""
+    data = make_counts(n_cells=n_cells, n_genes=30)
+    labels = data.obs["group"].astype(object).to_numpy()
+    labels[:4] = None
+    labels[4:6] = "platelet"
+    data.obs["cell_type"] = pd.Categorical(labels)
+    return data
+
+
+def test_unlabelled_cells_and_types_too_small_to_split_are_left_out_and_recorded(caplog, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCLDBENCH_CACHE", str(tmp_path))
+    settings = PrepareSettings(labels_key="cell_type", min_genes=1, min_cells=1)
+    for _ in range(2):  # prepared, then read from the cache: the same record and the same warning
+        caplog.clear()
+        prepared = prepare(annotated(), settings)
+        assert prepared.info["left_out"] == {"unlabelled cells": 4, "clusters too small to split": {"platelet": 2}}
+        assert sum(part.n_obs for part in (prepared.train, prepared.test, prepared.holdout)) == 84
+        assert set(prepared.clusters) == {"g0", "g1", "g2"}
+        assert "4 unlabelled cells" in caplog.text and "platelet (2 cells)" in caplog.text
+    complete = annotated()
+    complete.obs["cell_type"] = complete.obs["group"]
+    assert "left_out" not in prepare(complete, settings, use_cache=False).info
+
+
+def test_labels_that_leave_nothing_to_split_are_a_clear_error():
+    data = annotated()
+    data.obs["cell_type"] = pd.Categorical([None] * data.n_obs, categories=["a"])
+    with pytest.raises(ScldbenchError, match="label column 'cell_type' has no values"):
+        prepare(data, PrepareSettings(labels_key="cell_type", min_genes=1, min_cells=1), use_cache=False)
+    data.obs["cell_type"] = [f"c{i // 2}" for i in range(data.n_obs)]
+    with pytest.raises(ScldbenchError, match="every cluster has fewer than 3 cells"):
+        prepare(data, PrepareSettings(labels_key="cell_type", min_genes=1, min_cells=1), use_cache=False)
+
+
 def test_split_keeps_every_part_nonempty_for_small_clusters():
     labels = np.array(["a"] * 3 + ["b"] * 50)
     split = stratified_split(labels, 0.2, 0.2, seed=0)

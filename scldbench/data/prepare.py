@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -28,6 +30,10 @@ from scldbench.errors import ScldbenchError, suggest
 
 CLUSTER_KEY = "cluster"
 SPLIT_KEY = "split"
+#: `uns` key of the prepared data: the cells left out (unlabelled, or in clusters too small to split)
+LEFT_OUT_KEY = "left_out"
+
+log = logging.getLogger("scldbench.data")
 
 
 @dataclass(frozen=True)
@@ -142,11 +148,16 @@ def _search_resolution(leiden: Callable[[float], pd.Series], n_clusters: int | N
     return best
 
 
+def split_parts(test_fraction: float, holdout_fraction: float) -> int:
+    """How many parts a cluster is split into, so the fewest cells it needs: train, test and any holdout."""
+    return 1 + (test_fraction > 0) + (holdout_fraction > 0)
+
+
 def stratified_split(labels: np.ndarray, test_fraction: float, holdout_fraction: float, seed: int) -> np.ndarray:
     """'train' / 'test' / 'holdout' per cell, the same fractions inside every cluster."""
     rng = np.random.default_rng(seed)
     split = np.full(labels.size, "train", dtype=object)
-    parts_needed = 1 + (test_fraction > 0) + (holdout_fraction > 0)
+    parts_needed = split_parts(test_fraction, holdout_fraction)
     for label in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == label))
         if idx.size < parts_needed:
@@ -229,13 +240,29 @@ def _prepare_uncached(adata: ad.AnnData, settings: PrepareSettings) -> ad.AnnDat
             f"available columns: {', '.join(map(str, adata.obs.columns)) or 'none'} (or omit --labels to cluster)"
         )
     full = quality_filter(adata, settings.min_genes, settings.min_cells)
+    left_out: dict[str, Any] = {}
     if settings.labels_key is not None:
-        labels = full.obs[settings.labels_key]
-        if labels.isna().any():
-            raise ScldbenchError(f"label column {settings.labels_key!r} has missing values; fill or drop those cells")
-        labels = labels.astype(str)
+        missing = full.obs[settings.labels_key].isna().to_numpy()
+        if missing.all():
+            raise ScldbenchError(f"label column {settings.labels_key!r} has no values; choose another column or "
+                                 "omit --labels to cluster")
+        if missing.any():
+            left_out["unlabelled cells"] = int(missing.sum())
+            full = full[~missing].copy()
+        labels = full.obs[settings.labels_key].astype(str)
     else:
         labels = compute_clusters(full, settings.n_clusters, settings.cluster_resolution, settings.seed)
+    sizes, needed = labels.value_counts(), split_parts(settings.test_fraction, settings.holdout_fraction)
+    small = sizes[sizes < needed]
+    if len(small) == len(sizes):
+        raise ScldbenchError(f"every cluster has fewer than {needed} cells, too few to split into train, test and "
+                             "holdout; give more cells or fewer clusters")
+    if len(small):
+        left_out["clusters too small to split"] = {str(k): int(v) for k, v in small.sort_index().items()}
+        keep = ~labels.isin(small.index).to_numpy()
+        full, labels = full[keep].copy(), labels[keep]
+    if left_out:
+        full.uns[LEFT_OUT_KEY] = left_out
     full.obs[CLUSTER_KEY] = pd.Categorical(labels.to_numpy())
     if settings.max_cells is not None and full.n_obs > settings.max_cells:
         full = full[_subsample(full.obs[CLUSTER_KEY].to_numpy().astype(str), settings.max_cells, settings.seed)].copy()
@@ -245,11 +272,25 @@ def _prepare_uncached(adata: ad.AnnData, settings: PrepareSettings) -> ad.AnnDat
     full.obs[SPLIT_KEY] = full.obs[SPLIT_KEY].astype("category")
     full.X = sp.csr_matrix(full.X, dtype=np.float32)
     keep_obs = [c for c in full.obs.columns if c in (CLUSTER_KEY, SPLIT_KEY) or c == settings.labels_key]
-    return ad.AnnData(X=full.X, obs=full.obs[keep_obs].copy(), var=pd.DataFrame(index=full.var_names.copy()))
+    return ad.AnnData(X=full.X, obs=full.obs[keep_obs].copy(), var=pd.DataFrame(index=full.var_names.copy()),
+                      uns={LEFT_OUT_KEY: left_out} if left_out else None)
+
+
+def _describe_left_out(left_out: dict[str, Any]) -> str:
+    """'12 unlabelled cells; clusters too small to split: Platelet (2 cells)'."""
+    parts = []
+    if "unlabelled cells" in left_out:
+        parts.append(f"{left_out['unlabelled cells']} unlabelled cells")
+    small = left_out.get("clusters too small to split", {})
+    if small:
+        listed = ", ".join(f"{name} ({n} cell{'s' if n != 1 else ''})" for name, n in small.items())
+        parts.append(f"clusters too small to split into train, test and holdout: {listed} (relabel them to keep them)")
+    return "; ".join(parts)
 
 
 def _split_prepared(full: ad.AnnData, settings: PrepareSettings, fingerprint: str) -> PreparedData:
     parts = {name: full[full.obs[SPLIT_KEY] == name].copy() for name in ("train", "test", "holdout")}
+    left_out = full.uns.get(LEFT_OUT_KEY, {})
     info = {
         "n_cells": int(full.n_obs),
         "n_genes": int(full.n_vars),
@@ -257,6 +298,13 @@ def _split_prepared(full: ad.AnnData, settings: PrepareSettings, fingerprint: st
         **{f"n_{k}": int(v.n_obs) for k, v in parts.items()},
         "cluster_sizes": {str(k): int(v) for k, v in full.obs[CLUSTER_KEY].value_counts().sort_index().items()},
     }
+    if left_out:  # plain ints (a cached file gives numpy scalars back)
+        small = left_out.get("clusters too small to split", {})
+        info["left_out"] = {
+            **({"unlabelled cells": int(left_out["unlabelled cells"])} if "unlabelled cells" in left_out else {}),
+            **({"clusters too small to split": {str(k): int(v) for k, v in small.items()}} if small else {}),
+        }
+        log.warning("left out of the benchmark: %s", _describe_left_out(info["left_out"]))
     return PreparedData(
         train=parts["train"], test=parts["test"], holdout=parts["holdout"], labels_key=CLUSTER_KEY,
         fingerprint=fingerprint, settings=settings, info=info,

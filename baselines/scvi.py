@@ -169,7 +169,9 @@ class ScviTools(Generator):
         import scvi
         from scvi.model._utils import get_max_epochs_heuristic
 
-        labelled = self.use_labels and labels is not None
+        # one label leaves scANVI nothing to classify (and its classifier's metrics refuse one class): SCVI alone,
+        # whose prior is then the label's
+        labelled = self.use_labels and labels is not None and np.unique(labels).size > 1
         x = sp.csr_matrix(adata.X, dtype=np.float32)
         obs = pd.DataFrame(index=adata.obs_names.copy())
         if labelled:
@@ -201,7 +203,8 @@ class ScviTools(Generator):
     # ------------------------------------------------------------------ sample
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
         labelled = bool(self.label_codes_)
-        chosen = labels if labels is not None else (self.proportional_labels(n_cells) if labelled else None)
+        with_labels = labelled or (self.conditional and bool(self.label_categories))  # one label: SCVI's prior
+        chosen = labels if labels is not None else (self.proportional_labels(n_cells) if with_labels else None)
         log_library = np.log(self.library_.draw(chosen if labelled else None, n_cells, self._rng))
         codes = np.array([self.label_codes_[str(lab)] for lab in chosen]) if labelled else np.zeros(n_cells)
         module = self.module_.eval()

@@ -98,6 +98,17 @@ def test_unlabelled_fit_is_scvi_and_refuses_labels(small) -> None:
         gen.sample(3, labels=str(small.obs["cluster"].iloc[0]))
 
 
+def test_data_of_one_label_fits_scvi_and_samples_that_label(small, one_thread) -> None:
+    pytest.importorskip("scvi")
+    one = small.copy()
+    one.obs["cluster"] = "T cell"
+    gen = get_generator("scvi").create(seed=0, **TINY).fit(one, labels_key="cluster")
+    assert not gen.label_codes_  # SCVI alone: scANVI has no second class to tell apart
+    out = gen.sample(10, labels={"T cell": 10})
+    assert out.shape == (10, small.n_vars) and set(out.obs["cluster"].astype(str)) == {"T cell"}
+    assert set(gen.sample(6).obs["cluster"].astype(str)) == {"T cell"}
+
+
 def test_bad_parameters_are_refused() -> None:
     pytest.importorskip("scvi")
     from scldbench.baselines.scvi import ScviTools

@@ -126,6 +126,11 @@ def test_check_counts_detects_non_count_input():
     with pytest.raises(ScldbenchError, match="negative"):
         check_counts(np.array([[-0.5, 1.0]]))
     check_counts(sp.csr_matrix(np.array([[0.0, 3.0], [2.0, 0.0]])))
+    # counts that an EM quantifier split between genes: mostly whole, some fractional
+    estimated = np.random.default_rng(0).poisson(3.0, size=(50, 40)).astype(float)
+    estimated[::5, ::4] += 0.5
+    with pytest.raises(ScldbenchError, match=r"non-integer values in \d+\.\d% of its entries.*estimated counts.*round"):
+        check_counts(estimated)
 
 
 def test_unknown_dataset_suggests_close_names():

@@ -42,8 +42,14 @@ def check_counts(x: ArrayLike, what: str = "the data", sample: int = 2_000_000, 
     nonzero = values[values != 0]
     fractional = np.flatnonzero(np.abs(nonzero - np.round(nonzero)) > 1e-6)
     if fractional.size:
+        example = f"e.g. {nonzero[fractional[0]]:.6g}; max {nonzero.max():.3g}"
+        if fractional.size < nonzero.size / 2:  # normalising makes nearly every value fractional
+            raise ScldbenchError(
+                f"{what} holds non-integer values in {fractional.size / nonzero.size:.1%} of its entries ({example}): "
+                "estimated counts (EM quantification, ambient-RNA correction)? round them to whole counts "
+                "(np.rint) and pass them again"
+            )
         hint = "log-normalised" if nonzero.max() < 30 else "normalised"
         raise ScldbenchError(
-            f"{what} holds non-integer values (e.g. {nonzero[fractional[0]]:.6g}; max {nonzero.max():.3g}), "
-            f"so it looks {hint}; {advice or GENERIC_ADVICE}"
+            f"{what} holds non-integer values ({example}), so it looks {hint}; {advice or GENERIC_ADVICE}"
         )

@@ -203,7 +203,7 @@ class ScviTools(Generator):
     # ------------------------------------------------------------------ sample
     def _sample(self, n_cells: int, labels: np.ndarray | None, guidance: float | None):
         labelled = bool(self.label_codes_)
-        with_labels = labelled or (self.conditional and bool(self.label_categories))  # one label: SCVI's prior
+        with_labels = self.conditional and bool(self.label_categories)  # also with one label, on SCVI's prior
         chosen = labels if labels is not None else (self.proportional_labels(n_cells) if with_labels else None)
         log_library = np.log(self.library_.draw(chosen if labelled else None, n_cells, self._rng))
         codes = np.array([self.label_codes_[str(lab)] for lab in chosen]) if labelled else np.zeros(n_cells)

@@ -261,8 +261,6 @@ def _prepare_uncached(adata: ad.AnnData, settings: PrepareSettings) -> ad.AnnDat
         left_out["clusters too small to split"] = {str(k): int(v) for k, v in small.sort_index().items()}
         keep = ~labels.isin(small.index).to_numpy()
         full, labels = full[keep].copy(), labels[keep]
-    if left_out:
-        full.uns[LEFT_OUT_KEY] = left_out
     full.obs[CLUSTER_KEY] = pd.Categorical(labels.to_numpy())
     if settings.max_cells is not None and full.n_obs > settings.max_cells:
         full = full[_subsample(full.obs[CLUSTER_KEY].to_numpy().astype(str), settings.max_cells, settings.seed)].copy()
@@ -298,12 +296,9 @@ def _split_prepared(full: ad.AnnData, settings: PrepareSettings, fingerprint: st
         **{f"n_{k}": int(v.n_obs) for k, v in parts.items()},
         "cluster_sizes": {str(k): int(v) for k, v in full.obs[CLUSTER_KEY].value_counts().sort_index().items()},
     }
-    if left_out:  # plain ints (a cached file gives numpy scalars back)
-        small = left_out.get("clusters too small to split", {})
-        info["left_out"] = {
-            **({"unlabelled cells": int(left_out["unlabelled cells"])} if "unlabelled cells" in left_out else {}),
-            **({"clusters too small to split": {str(k): int(v) for k, v in small.items()}} if small else {}),
-        }
+    if left_out:  # plain ints: a cached file gives numpy scalars back
+        info["left_out"] = {key: {str(k): int(v) for k, v in value.items()} if isinstance(value, dict) else int(value)
+                            for key, value in left_out.items()}
         log.warning("left out of the benchmark: %s", _describe_left_out(info["left_out"]))
     return PreparedData(
         train=parts["train"], test=parts["test"], holdout=parts["holdout"], labels_key=CLUSTER_KEY,

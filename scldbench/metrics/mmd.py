@@ -112,15 +112,19 @@ def _mean_kernels(x: np.ndarray, y: np.ndarray | None, widths: np.ndarray, threa
     return total / (len(x) * len(other))
 
 
-def _kernel_means(widths: np.ndarray, device: torch.device, threads: int | None, *, float32_blocks: bool):
-    """`mean(x, y)`: per width, the mean kernel over all pairs of x and y (y None: x with itself), with data
-    centred on the real cells' mean; on a GPU in float64 blocks, on the CPU as `_mean_kernels` (in float32
-    blocks if `float32_blocks`)."""
+def _pair_kernel_means(real: np.ndarray, generated: np.ndarray, widths: np.ndarray, device: torch.device,
+                       threads: int | None, *, float32_blocks: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per width, the mean kernel over real x real, generated x generated and real x generated pairs, on data
+    centred on the real cells' mean: on a GPU in float64 blocks, on the CPU as `_mean_kernels` (float32 blocks if
+    `float32_blocks`)."""
+    centre = real.mean(axis=0)
     if device.type == "cuda":
-        return lambda x, y: mean_kernels_torch(x, y, widths, device)
+        x, y = real - centre, generated - centre
+        return tuple(mean_kernels_torch(a, b, widths, device) for a, b in ((x, None), (y, None), (x, y)))
     dtype = np.float32 if float32_blocks else np.float64
+    x, y = (real - centre).astype(dtype, copy=False), (generated - centre).astype(dtype, copy=False)
     threads = threads or thread_budget()
-    return lambda x, y: _mean_kernels(x.astype(dtype), None if y is None else y.astype(dtype), widths, threads)
+    return tuple(_mean_kernels(a, b, widths, threads) for a, b in ((x, None), (y, None), (x, y)))
 
 
 def mmd_multi_kernel(
@@ -137,12 +141,9 @@ def mmd_multi_kernel(
     real, generated = np.asarray(real, dtype=np.float64), np.asarray(generated, dtype=np.float64)
     m = median_knn_distance(real, k)
     sigmas = np.array([m * s for s in scales] if m > 0 else [1.0])
-    widths = sigmas**2
-    centre = real.mean(axis=0)
-    x, y = real - centre, generated - centre
-    mean = _kernel_means(widths, metric_device(device), threads,
-                         float32_blocks=max(len(real), len(generated)) ** 2 > _FLOAT64_PAIRS)
-    kxx, kyy, kxy = mean(x, None).sum(), mean(y, None).sum(), mean(x, y).sum()
+    kxx, kyy, kxy = (means.sum() for means in _pair_kernel_means(
+        real, generated, sigmas**2, metric_device(device), threads,
+        float32_blocks=max(len(real), len(generated)) ** 2 > _FLOAT64_PAIRS))
     return float(np.sqrt(max(kxx + kyy - 2 * kxy, 0.0)))
 
 
@@ -158,8 +159,5 @@ def mmd_rbf(real: np.ndarray, generated: np.ndarray, *, gammas: tuple[float, ...
     if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
         raise ValueError(f"real {real.shape} and generated {generated.shape} must be 2-D with equal columns")
     widths = 1.0 / np.asarray(gammas, dtype=np.float64)
-    centre = real.mean(axis=0)
-    x, y = real - centre, generated - centre
-    mean = _kernel_means(widths, metric_device(device), None, float32_blocks=False)
-    values = mean(x, None) + mean(y, None) - 2 * mean(x, y)
-    return float(max(np.mean(values), 0.0))
+    kxx, kyy, kxy = _pair_kernel_means(real, generated, widths, metric_device(device), None, float32_blocks=False)
+    return float(max(np.mean(kxx + kyy - 2 * kxy), 0.0))

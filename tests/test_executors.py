@@ -22,6 +22,7 @@ from scldbench.executors import JobContext, RayExecutor, available_cores, death_
 from scldbench.generator import Generator
 from scldbench.runner import Job, RunRequest, run_suite
 from scldbench.suite import load_suite, parse_suite
+from tests.test_generator_contract import TINY
 
 SMOKE_PLUS = """
 name = "smoke-plus"
@@ -184,9 +185,9 @@ def test_ray_asks_for_a_gpu_only_for_jobs_that_run_on_one(generator, device, clu
     assert RayExecutor._gpus(job, ctx, cluster_gpus) == gpus
 
 
-TINY_SCLD = ('{ name = "scld", params = { preset = "cpu", latent_dim = 4, ae_hidden = 16, ae_epochs = 1, '
-             'cond_dim = 8, denoiser_channels = [16], time_dim = 8, steps = 3, timesteps = 10, sampler = "ddim", '
-             'ddim_steps = 3, fit_ddim_steps = 3, scorer_hidden = 8, scorer_epochs = 1, marginal_draw = 8 } }')
+# the contract tests' tiny SCLD as a suite entry (JSON strings, numbers and lists are TOML values)
+TINY_SCLD = ('{ name = "scld", params = { '
+             + ", ".join(f"{key} = {json.dumps(value)}" for key, value in TINY["scld"].items()) + " } }")
 
 
 @pytest.mark.slow
